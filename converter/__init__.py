@@ -1,0 +1,1 @@
+"""netaug-mcu: converter stage."""

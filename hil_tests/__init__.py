@@ -1,0 +1,1 @@
+"""netaug-mcu: hil_tests stage."""
