@@ -1,0 +1,91 @@
+"""Model zoo: reference params/MACs, forward shapes, TF-SAME padding, bad input."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trainer import zoo
+
+REFERENCED = [n for n, info in zoo.MODELS.items() if info.get("ref")]
+
+
+@pytest.mark.parametrize("name", REFERENCED)
+def test_params_macs_match_reference(name):
+    ref_params, ref_macs, convention = zoo.MODELS[name]["ref"]
+    res = zoo.MODELS[name]["resolution"]
+    m = zoo.build(name)
+    params, macs = zoo.count(m, res, 3, convention=convention)
+    assert abs(macs - ref_macs) / ref_macs < 0.01, (name, macs, ref_macs)
+    assert abs(params - ref_params) / ref_params < 0.01, (name, params, ref_params, convention)
+
+
+def test_exact_counts_pinned():
+    """Exact BN-folded figures (guards against silent architecture changes)."""
+    got = {d["name"]: (d["params"], d["macs"]) for d in zoo.describe_all()}
+    assert got["mbv2-tiny"] == (744072, 23499152)
+    assert got["mcunet-in3"] == (729720, 81785520)
+    assert got["mcunet-in0"] == (743008, 6364224)
+    assert got["proxyless-w0.35"] == (1774360, 35716800)
+    assert set(got) == set(zoo.MODELS)
+
+
+def test_describe_all_fields():
+    rows = zoo.describe_all()
+    assert [r["name"] for r in rows] == list(zoo.MODELS)
+    for r in rows:
+        assert r["resolution"] == zoo.MODELS[r["name"]]["resolution"]
+        assert r["params"] > 1e5 and r["macs"] > 1e6
+        assert r["params_torch"] > r["params"]  # BN gamma+beta > folded bias
+
+
+@pytest.mark.parametrize("name", list(zoo.MODELS))
+def test_forward_shapes(name):
+    torch.manual_seed(0)
+    for ch, res in ((1, 32), (3, 33), (1, 17)):
+        m = zoo.build(name, in_channels=ch, num_classes=10, resolution=res).eval()
+        assert m.arch == dict(name=name, in_channels=ch, num_classes=10, resolution=res)
+        with torch.no_grad():
+            y = m(torch.randn(2, ch, res, res))
+        assert y.shape == (2, 10)
+        assert torch.isfinite(y).all()
+
+
+def test_structure_for_netaug():
+    m = zoo.build("mbv2-tiny")
+    assert m.blocks[0].expand is None and not m.blocks[0].use_res  # DSConv first block
+    assert m.head is not None and m.pre_head is None
+    assert sum(b.use_res for b in m.blocks) == 10
+    m = zoo.build("mcunet-in3")
+    assert m.head is None and m.classifier.in_features == 160
+    assert m.blocks[-1].expand.conv.out_channels == 480
+    m = zoo.build("mbv3-w0.35")
+    assert sum(b.se is not None for b in m.blocks) == 8
+    assert m.pre_head is not None and m.classifier.in_features == 448
+    assert m.dropout == 0.0
+
+
+@pytest.mark.parametrize("size", [8, 9, 16, 17, 48, 47])
+@pytest.mark.parametrize("k", [3, 5, 7])
+def test_same_padding_matches_tf_semantics(size, k):
+    """Stride-2 conv == conv over the input zero-padded with TF SAME pads (extra at bottom/right)."""
+    torch.manual_seed(0)
+    conv = zoo.Conv2dSame(2, 3, k, stride=2, bias=True)
+    x = torch.randn(1, 2, size, size)
+    out = -(-size // 2)
+    total = max((out - 1) * 2 + k - size, 0)
+    lo, hi = total // 2, total - total // 2
+    ref = F.conv2d(F.pad(x, (lo, hi, lo, hi)), conv.weight, conv.bias, 2)
+    got = conv(x)
+    assert got.shape == (1, 3, out, out)
+    assert torch.allclose(got, ref, atol=1e-6)
+
+
+def test_bad_input():
+    with pytest.raises(zoo.ZooError) as e:
+        zoo.build("resnet9000")
+    assert e.value.exit_code == 2 and "mbv2-tiny" in str(e.value)
+    with pytest.raises(zoo.ZooError):
+        zoo.build("mbv2-tiny", in_channels=0)
+    with pytest.raises(zoo.ZooError):
+        zoo.build("mbv2-tiny", resolution=4)
