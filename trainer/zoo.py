@@ -29,7 +29,7 @@ TF-"SAME" padding (no standalone PAD in the int8 TFLite).
     * pass them to the conv when they are symmetric (odd inputs), else
     * apply no padding at all when the SAME pads are zero, else
     * F.pad(top/left smaller) + VALID conv.
-  See ``SAME_PADDING_NOTE`` for what was verified with onnx2tf.
+  See the comment above ``SAME_PADDING_NOTE`` for what was verified with onnx2tf.
 
 MACs/params (``count``) are counted with BN folded into the preceding conv (a folded conv gains
 a bias); activations, additions, pooling and the SE multiplication are not counted.
@@ -48,11 +48,20 @@ __all__ = [
     "Conv2dSame", "ConvBNAct", "SqueezeExcite", "InvertedResidual", "ZooNet", "make_divisible",
 ]
 
-# Filled in after the empirical onnx2tf check (see module docstring).
-SAME_PADDING_NOTE = """\
-Verified with torch 2.13 (torch.onnx.export dynamo=False, opset 13) + onnx2tf 1.29.24
-(-oiqt -qt per-channel), mcunet-in0 at r48/r47, 1 input channel: see the comment in _check below.
-"""
+# What was verified (2026-12-01, torch 2.13 `torch.onnx.export(dynamo=False, opset_version=13)`,
+# onnx2tf 1.29.24 `-oiqt -qt per-channel -iqd int8 -oqd int8`), mcunet-in0, 1 input channel, 10 classes:
+#  * the legacy exporter folds our F.pad into the Conv's ONNX `pads` (e.g. [0,0,1,1] for k3/s2 on an
+#    even input, [1,1,2,2] for k5, [2,2,3,3] for k7) and folds BN; graph = Conv/Clip/Add/
+#    GlobalAveragePool/Flatten/Gemm only;
+#  * onnx2tf turns the asymmetric pads into tf.pad + VALID conv, which the TFLite converter fuses
+#    back into a SAME conv: *_full_integer_quant.tflite at r48 AND at r47 (odd: 47->24 symmetric,
+#    then 24->12->6->3 asymmetric) = {CONV_2D: 30, DEPTHWISE_CONV_2D: 15, ADD: 8, MEAN: 1,
+#    FULLY_CONNECTED: 1}: no PAD, no TRANSPOSE, no RESHAPE;
+#  * the float32 .tflite equals onnxruntime on the same ONNX to 1.5e-8 (so the fused SAME conv is
+#    numerically the torch model).
+#  * AdaptiveAvgPool2d(1) -> GlobalAveragePool -> one MEAN (no TRANSPOSE); flatten + Linear -> one
+#    FULLY_CONNECTED.
+SAME_PADDING_NOTE = "TF-SAME pads via F.pad+conv: onnx2tf 1.29.24 -> single CONV_2D/DEPTHWISE_CONV_2D, no PAD/TRANSPOSE"
 
 
 class ZooError(ValueError):
