@@ -32,8 +32,9 @@ Contract of each method
   augmentation, identical on every rank (so no cross-rank sync is needed for BN statistics).
 - ``eval_model(model) -> nn.Module``: the module to evaluate (NetAug: the super-net with the base
   sub-net active, or its export).
-- ``export(model) -> nn.Module``: a plain zoo model (`trainer.zoo.build(**arch)`-compatible
-  state_dict, strict) with the trained weights; must not modify `model`'s training state.
+- ``export(model) -> nn.Module``: a NEW plain zoo model (`trainer.zoo.build(**arch)`-compatible
+  state_dict, strict) with the trained weights, sharing no tensors with `model` (the loop may load
+  other weights into it); must not modify `model`'s training state.
 - ``state_dict() / load_state_dict(d)``: anything needed to resume bit-exactly (e.g. the
   architecture-sampling generator state).
 
@@ -43,6 +44,7 @@ one place that constructs strategies from a `TrainConfig`.
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any, Callable, Iterable
 
 import torch
@@ -84,7 +86,7 @@ class Strategy:
         return model
 
     def export(self, model: nn.Module) -> nn.Module:
-        return model
+        return copy.deepcopy(model)
 
     def state_dict(self) -> dict[str, Any]:
         return {}
