@@ -1,0 +1,159 @@
+"""HIL subcommands: `virtual-board` and `hil {accuracy,latency,report,info}`. Stdlib-only at import time."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+class CliError(Exception):
+    exit_code = 2
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _pre_override(args) -> dict:
+    return {"mean": args.preprocess_mean, "std": args.preprocess_std,
+            "resolution": args.preprocess_resolution, "channels": args.preprocess_channels}
+
+
+def _add_conn(p, many: bool = False) -> None:
+    if many:
+        p.add_argument("--port", action="append", required=True, metavar="URL",
+                       help="serial port or pyserial URL (/dev/ttyACM0, /dev/pts/N, socket://HOST:PORT, "
+                            "rfc2217://HOST:PORT); repeat to shard the dataset across boards in parallel")
+    else:
+        p.add_argument("--port", required=True, metavar="URL",
+                       help="serial port or pyserial URL (/dev/ttyACM0, /dev/pts/N, socket://HOST:PORT, rfc2217://...)")
+    p.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200; ignored by ptys/sockets)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a reply to a command (default 5)")
+    p.add_argument("--infer-timeout", type=float, default=120.0,
+                   help="seconds to wait for an `infer` reply (default 120)")
+
+
+def _add_pre(p) -> None:
+    g = p.add_argument_group("preprocessing (only needed when no model.json sits next to the model)")
+    g.add_argument("--model-json", metavar="F", help="model.json to use (default: MODEL.json or model.json beside MODEL)")
+    g.add_argument("--preprocess-mean", type=_floats, metavar="M[,M..]", help="per-channel mean")
+    g.add_argument("--preprocess-std", type=_floats, metavar="S[,S..]", help="per-channel std")
+    g.add_argument("--preprocess-resolution", type=int, metavar="R", help="resize to RxR (default: model input)")
+    g.add_argument("--preprocess-channels", type=int, metavar="C", help="channels (default: model input)")
+
+
+def register(sub) -> None:
+    vb = sub.add_parser(
+        "virtual-board", help="serve the device protocol with host TFLM on a pty (a board without hardware)",
+        description="Open a pseudo-terminal (or a TCP port), print its path and answer the netaug-mcu device "
+                    "protocol (MLPerf Tiny + bload/info) with the tflite-micro interpreter: the default target "
+                    "for `make demo`, CI and `netaug-mcu hil`. Runs until Ctrl-C / SIGTERM.")
+    vb.add_argument("model", help="int8 .tflite model")
+    vb.add_argument("--port-file", metavar="F", help="also write the port path/URL to F (atomically)")
+    vb.add_argument("--baud", type=int, default=0,
+                    help="emulate this UART line rate (10 bits/byte); default 0 = as fast as the pty goes")
+    vb.add_argument("--tcp", type=int, metavar="PORT", default=None,
+                    help="serve on socket://127.0.0.1:PORT instead of a pty (0 = any free port)")
+    vb.add_argument("--fault", action="append", metavar="SPEC",
+                    help="fault injection for tests, e.g. silent-after=N, reset-after=N, reset-every=N, "
+                         "garbage-every=N, garbage-lines-every=N, corrupt-bload-every=N, vanish-after=N, "
+                         "wrong-name, seed=S (repeatable or comma-separated)")
+    vb.set_defaults(func=_virtual_board)
+
+    hil = sub.add_parser("hil", help="hardware-in-the-loop: on-device accuracy, latency, report",
+                         description="Measure a model on a board, on QEMU or on the virtual board over the "
+                                     "serial protocol (hil_tests/PROTOCOL.md).")
+    hs = hil.add_subparsers(dest="hil_command", metavar="SUBCOMMAND")
+    hil.set_defaults(func=lambda a: (hil.print_help(), 2)[1])
+
+    acc = hs.add_parser("accuracy", help="on-device top-1, confusion matrix and bit-exactness vs host TFLM",
+                        description="Stream the test set to the device(s), collect the raw int8 outputs, compare with "
+                                    "host TFLM. Every finished sample is appended (fsync'd) to OUT/journal.jsonl; "
+                                    "--resume continues an interrupted run without repeating or losing a sample.")
+    _add_conn(acc, many=True)
+    acc.add_argument("--model", required=True, help="the int8 .tflite the device runs")
+    acc.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist"], help="test set")
+    acc.add_argument("--limit", type=int, default=None, metavar="N", help="first N test images (default: all)")
+    acc.add_argument("--out", required=True, metavar="DIR", help="output directory (journal, accuracy.json)")
+    acc.add_argument("--resume", action="store_true", help="continue the journal in DIR")
+    acc.add_argument("--hex", action="store_true", help="force MLPerf `db` hex loading even if bload is offered")
+    acc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_pre(acc)
+    acc.set_defaults(func=_accuracy)
+
+    lat = hs.add_parser("latency", help="per-inference latency from the device's own timer",
+                        description="Per-inference time from the device timestamps (m-infer-cycles / clock_hz from "
+                                    "info%, else m-lap-us): min/median/p90/max. QEMU's figure is an instruction-count "
+                                    "proxy, the virtual board's is host time; both are labelled.")
+    _add_conn(lat)
+    lat.add_argument("--model", help="the .tflite (optional: a real test image as input, shape check)")
+    lat.add_argument("--runs", type=int, default=20, help="timed runs (default 20)")
+    lat.add_argument("--warmup", type=int, default=3, help="warm-up invokes first (default 3)")
+    lat.add_argument("--out", metavar="DIR", help="also write DIR/latency.json")
+    lat.add_argument("--model-json", metavar="F", help=argparse.SUPPRESS)
+    lat.set_defaults(func=_latency)
+
+    rep = hs.add_parser("report", help="markdown + JSON report from the accuracy/latency results in DIR",
+                        description="Float vs int8 vs on-device accuracy, bit-exact rate, latency, arena, board info "
+                                    "-> DIR/report.md and DIR/report.json.")
+    rep.add_argument("--out", required=True, metavar="DIR", help="directory with accuracy.json / latency.json")
+    rep.add_argument("--model", help="model (default: the one recorded in accuracy.json)")
+    rep.add_argument("--latency", metavar="F", help="latency.json elsewhere")
+    rep.set_defaults(func=_report)
+
+    info = hs.add_parser("info", help="identify the device on a port (name, profile, info%%)")
+    _add_conn(info)
+    info.set_defaults(func=_info)
+
+
+def _virtual_board(args) -> int:
+    from .virtual_board import serve_forever
+    return serve_forever(args.model, port_file=args.port_file, faults=args.fault, baud=args.baud, tcp_port=args.tcp)
+
+
+def _accuracy(args) -> int:
+    from .runner import run_accuracy
+    s = run_accuracy(args.port, args.model, args.out, dataset=args.dataset, limit=args.limit, resume=args.resume,
+                     preprocess=_pre_override(args), baud=args.baud, timeout=args.timeout,
+                     infer_timeout=args.infer_timeout, binary=False if args.hex else None,
+                     progress=not args.no_progress and sys.stderr.isatty(), meta_path=args.model_json)
+    print(f"on-device top-1 {s['device_top1']:.2f} % ({s['correct']}/{s['samples']}), host TFLM "
+          f"{s['host_tflm_top1']:.2f} %, bit-exact {s['bit_exact']}/{s['samples']}, "
+          f"{s['new_samples']} new samples ({s['resumed_from']} from the journal) at "
+          f"{s['samples_per_s'] or 0} samples/s -> {args.out}/accuracy.json")
+    for b in s["boards"]:
+        if b["error"]:
+            print(f"warning: board {b['url']} failed: {b['error']} (the other boards took over)", file=sys.stderr)
+    return 0
+
+
+def _latency(args) -> int:
+    from .runner import run_latency
+    r = run_latency(args.port, args.model, runs=args.runs, warmup=args.warmup, baud=args.baud, timeout=args.timeout,
+                    infer_timeout=args.infer_timeout, out_dir=args.out, meta_path=args.model_json)
+    print(f"latency per inference over {r['runs']} runs: min {r['min_ms']:.3f} ms, median {r['median_ms']:.3f} ms, "
+          f"p90 {r['p90_ms']:.3f} ms, max {r['max_ms']:.3f} ms  [{r['timer']}: {r['timer_label']}]")
+    return 0
+
+
+def _report(args) -> int:
+    from .report import build_report
+    rep = build_report(args.out, args.model, args.latency)
+    a = rep.get("accuracy") or {}
+    print(f"report -> {args.out}/report.md, {args.out}/report.json"
+          + (f" (device top-1 {a.get('device_top1')} %, bit-exact rate {a.get('bit_exact_rate')})" if a else ""))
+    return 0
+
+
+def _info(args) -> int:
+    from .client import Client
+    with Client(args.port, baud=args.baud, timeout=args.timeout).connect() as c:
+        prof = c.command("profile")
+        print(f"name: {c.name}")
+        for ln in prof.lines:
+            print(ln)
+        for k, v in c.info.items():
+            print(f"{k}: {v}")
+    return 0

@@ -1,0 +1,128 @@
+"""HIL report: markdown + JSON from accuracy.json / latency.json (+ model.json accuracies)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .client import HilError
+from .runner import ACCURACY, LATENCY
+
+
+def _load(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise HilError(f"{path}: not valid JSON ({exc})") from None
+
+
+def build_report(out_dir: str, model_path: str | None = None, latency_path: str | None = None) -> dict:
+    out = Path(out_dir)
+    acc = _load(out / ACCURACY)
+    lat = _load(Path(latency_path)) if latency_path else _load(out / LATENCY)
+    if acc is None and lat is None:
+        raise HilError(f"nothing to report in {out}: run `netaug-mcu hil accuracy --out {out}` and/or "
+                       f"`netaug-mcu hil latency --out {out}` first")
+    mp = model_path or (acc or {}).get("model") or (lat or {}).get("model")
+    model_meta = {}
+    if mp:
+        from .model import load_model
+        try:
+            m = load_model(mp)
+            model_meta = {"path": str(m.path), "sha256": m.sha256, "file_bytes": len(m.data),
+                          "input": vars(m.input), "output": vars(m.output),
+                          "float_top1": m.accuracy("float_top1"), "int8_top1": m.accuracy("int8_top1"),
+                          "tflm_top1": m.accuracy("tflm_top1"), "eval_samples": m.meta.get("eval_samples"),
+                          "model_json": str(m.meta_path) if m.meta_path else None}
+        except HilError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            model_meta = {"path": mp, "error": str(exc)}
+    boards = []
+    if acc:
+        boards = [b.get("info") or {} for b in acc.get("boards", [])]
+    elif lat:
+        boards = [lat.get("board") or {}]
+    board = boards[0] if boards else {}
+    rep = {
+        "format": "netaug-mcu/hil-report/1",
+        "model": model_meta,
+        "accuracy": None if acc is None else {
+            "float_top1": model_meta.get("float_top1"),
+            "int8_top1": model_meta.get("int8_top1"),
+            "host_tflm_top1_model_json": model_meta.get("tflm_top1"),
+            "host_tflm_top1": acc.get("host_tflm_top1"),
+            "device_top1": acc.get("device_top1"),
+            "samples": acc.get("samples"), "complete": acc.get("complete"),
+            "bit_exact": acc.get("bit_exact"), "bit_exact_rate": acc.get("bit_exact_rate"),
+            "top1_agreement_with_host": acc.get("top1_agreement_with_host"),
+            "confusion_matrix": acc.get("confusion_matrix"), "classes": acc.get("classes"),
+            "boards": acc.get("boards"), "samples_per_s": acc.get("samples_per_s"),
+        },
+        "latency": None if lat is None else {k: lat.get(k) for k in (
+            "min_ms", "median_ms", "p90_ms", "max_ms", "mean_ms", "runs", "warmup", "timer", "timer_label",
+            "clock_hz", "source", "note", "input")},
+        "board": board,
+        "arena": {"arena_bytes": board.get("arena"), "arena_used_bytes": board.get("arena_used")},
+    }
+    (out / "report.json").write_text(json.dumps(rep, indent=2) + "\n")
+    (out / "report.md").write_text(render_markdown(rep))
+    return rep
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{v:.2f} %"
+
+
+def render_markdown(rep: dict) -> str:
+    L = ["# HIL report", ""]
+    m = rep.get("model") or {}
+    if m:
+        L += [f"Model: `{m.get('path')}` ({m.get('file_bytes', 'n/a')} B, sha256 {str(m.get('sha256'))[:12]}), "
+              f"model.json: {m.get('model_json') or 'none'}", ""]
+    b = rep.get("board") or {}
+    if b:
+        L += ["## Board", "", "| field | value |", "|---|---|"]
+        L += [f"| {k} | {v} |" for k, v in b.items()]
+        L += [""]
+    a = rep.get("accuracy")
+    if a:
+        L += ["## Accuracy (top-1)", "", "| stage | top-1 | where |", "|---|---|---|",
+              f"| float | {_pct(a.get('float_top1'))} | model.json (converter) |",
+              f"| int8 (tf.lite / LiteRT) | {_pct(a.get('int8_top1'))} | model.json (converter) |",
+              f"| int8 host TFLM | {_pct(a.get('host_tflm_top1'))} | this run, same {a.get('samples')} samples |",
+              f"| **on device** | **{_pct(a.get('device_top1'))}** | this run, {a.get('samples')} samples"
+              f"{'' if a.get('complete') else ' (INCOMPLETE)'} |", "",
+              f"Bit-exact with host TFLM: {a.get('bit_exact')}/{a.get('samples')} "
+              f"(rate {a.get('bit_exact_rate')}); top-1 agreement {_pct(a.get('top1_agreement_with_host'))}.", ""]
+        if a.get("samples_per_s"):
+            L += [f"Throughput: {a['samples_per_s']} samples/s over {len(a.get('boards') or [])} board(s).", ""]
+        cm, cls = a.get("confusion_matrix"), a.get("classes")
+        if cm:
+            names = cls if cls and len(cls) == len(cm) else [str(i) for i in range(len(cm))]
+            L += ["### Confusion matrix (rows: true, columns: predicted)", "",
+                  "| true \\ pred | " + " | ".join(str(i) for i in range(len(cm))) + " |",
+                  "|---|" + "---|" * len(cm)]
+            L += [f"| {i} {names[i]} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(cm)]
+            L += [""]
+        for bd in a.get("boards") or []:
+            L += [f"- `{bd.get('url')}`: {bd.get('samples')} samples, {bd.get('transfer')} transfer, "
+                  f"resets {bd.get('resets')}, timeouts {bd.get('timeouts')}, CRC retries {bd.get('crc_retries')}"
+                  + (f", error: {bd['error']}" if bd.get("error") else "")]
+        L += [""]
+    lt = rep.get("latency")
+    if lt:
+        L += ["## Latency per inference", "", f"Timer: {lt.get('timer')} — {lt.get('timer_label')}; "
+              f"clock {lt.get('clock_hz')} Hz; from {lt.get('source')}; {lt.get('runs')} runs after "
+              f"{lt.get('warmup')} warm-up invokes.", "",
+              "| min | median | p90 | max |", "|---|---|---|---|",
+              f"| {lt.get('min_ms'):.3f} ms | {lt.get('median_ms'):.3f} ms | {lt.get('p90_ms'):.3f} ms | "
+              f"{lt.get('max_ms'):.3f} ms |", ""]
+        if lt.get("note"):
+            L += [f"Note: {lt['note']}.", ""]
+    ar = rep.get("arena") or {}
+    if ar.get("arena_bytes") is not None:
+        L += ["## Memory", "", f"Arena: {ar.get('arena_used_bytes')} B used of {ar.get('arena_bytes')} B "
+              f"(device `info%`).", ""]
+    return "\n".join(L)
