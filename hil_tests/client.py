@@ -340,5 +340,9 @@ class Client:
                 if isinstance(exc, ProtocolError):
                     self.stats.garbled += 1
                     self.stats.events.append(f"retry after: {exc}")
-                self.resync(f"after {type(exc).__name__}")
+                try:
+                    self.resync(f"after {type(exc).__name__}")
+                except DeviceTimeout:
+                    raise DeviceTimeout(f"device {self.url} went silent: {exc}, and no answer to name% within "
+                                        f"{self.timeout:g} s afterwards") from None
         raise HilError(f"{self.url}: sample failed {self.retries} times, last: {last}")

@@ -11,6 +11,8 @@ in a thread behind a pseudo-terminal (url = the slave path, like /dev/ttyACM0) o
   garbage-lines-every=N  a whole line of noise before every N-th output line
   corrupt-bload-every=N  every N-th received binary frame has a bit flipped (CRC mismatch)
   vanish-after=N         after N answered `infer` commands the port disappears (pty/socket closed)
+  reset-in-bload=N       the device resets once in the middle of the N-th binary frame (the rest of the
+                         frame then reaches the fresh command parser as garbage)
   wrong-name             answers `name%` like some other device (no `m-name-dut-`)
   seed=S                 seed of the noise generator
 """
@@ -44,6 +46,7 @@ class Faults:
     garbage_lines_every: int | None = None
     corrupt_bload_every: int | None = None
     vanish_after: int | None = None
+    reset_in_bload: int | None = None
     wrong_name: bool = False
     seed: int = 0
 
@@ -91,6 +94,7 @@ class BoardEngine:
         self.lines_out = 0
         self.resets = 0
         self._reset_done_at: set[int] = set()
+        self._resets_done: set[str] = set()
         self.log: list[str] = []   # received commands (tests inspect it)
         self._clear()
 
@@ -142,6 +146,16 @@ class BoardEngine:
                 break
             if self.mode == "bload":
                 take = min(self.bl_n - len(self.bl_buf), len(data) - i)
+                rb = self.faults.reset_in_bload
+                if rb and self.bloads + 1 == rb and "bload" not in self._resets_done:
+                    take = min(take, max(0, self.bl_n // 2 - len(self.bl_buf)))
+                    if len(self.bl_buf) + take >= self.bl_n // 2:
+                        self.bl_buf += data[i:i + take]
+                        i += take
+                        self._resets_done.add("bload")
+                        self.resets += 1
+                        out += self.boot()
+                        continue
                 self.bl_buf += data[i:i + take]
                 i += take
                 self.bl_last = now
@@ -194,7 +208,8 @@ class BoardEngine:
         cmd = toks[0] if toks else ""
         handler = getattr(self, f"_cmd_{cmd}", None) if cmd.isalpha() else None
         if handler is None:
-            return self._lines([f"e-[Unknown command: {cmd}]", P.READY])
+            shown = "".join(c if " " <= c <= "~" else "?" for c in cmd[:24])  # echo printable ASCII only
+            return self._lines([f"e-[Unknown command: {shown}]", P.READY])
         return handler(toks[1:], now)
 
     def _cmd_name(self, args, now):
