@@ -1,0 +1,83 @@
+"""Firmware-stage subcommands: `firmware` (generate/build the TFLM firmware) and `flash`."""
+from __future__ import annotations
+
+import argparse
+
+BOARD_CHOICES = ("stm32f746g-disco", "mps2-an500")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "firmware", help="generate (and build) the TFLM + CMSIS-NN firmware for a .tflite model",
+        description="Generate a Make project that runs MODEL with TFLM + CMSIS-NN on a Cortex-M7 board and "
+        "answers the netaug-mcu serial protocol (hil_tests/PROTOCOL.md): the model as a 16-byte aligned C "
+        "array, a MicroMutableOpResolver with exactly the model's ops, the tensor arena sized from the "
+        "memory analyzer's cortex-m7 prediction, board support, linker script, Makefile. With --build it is "
+        "compiled with arm-none-eabi-gcc against a cached libtflm.a (built once per TFLM revision and flags). "
+        "The TFLM tree comes from $TFLM_TREE, else ~/.cache/netaug-mcu/tflm/<rev>, else --fetch-deps clones "
+        "the pinned upstream revisions from GitHub. Exit 1: the model does not fit the board; 2: bad input, "
+        "an op TFLM cannot run, or a missing tool.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model", help="int8 .tflite model")
+    p.add_argument("--board", choices=BOARD_CHOICES, default="stm32f746g-disco",
+                   help="target board (mps2-an500 = QEMU's Cortex-M7 machine)")
+    p.add_argument("--out", default="build/fw", help="output project directory")
+    p.add_argument("--build", action="store_true", help="also compile it (fw.elf, fw.bin)")
+    p.add_argument("--fetch-deps", action="store_true",
+                   help="get the pinned TFLM/CMSIS-NN sources from GitHub into the cache if missing")
+    p.add_argument("--baud", type=int, default=115200, help="UART baud rate (the ST-LINK VCP handles up to "
+                   "2 Mbaud; the host must use the same value)")
+    p.add_argument("--arena-bytes", type=int, default=None,
+                   help="size the arena from this arena_used_bytes figure instead of asking the analyzer")
+    p.add_argument("--name", default=None, help="model name reported by the device (default: file stem)")
+    p.add_argument("--jobs", "-j", type=int, default=2, help="parallel compile jobs")
+    p.add_argument("--recording", action="store_true", help=argparse.SUPPRESS)  # calibration builds
+    p.set_defaults(func=_cmd_firmware)
+
+    f = sub.add_parser(
+        "flash", help="program a built firmware into the STM32F746G-DISCO (st-flash or pyocd)",
+        description="Write DIR/fw.bin (or an .elf/.bin path) to the board's flash at 0x08000000 with st-flash "
+        "(Debian package stlink-tools) or, if that is missing, pyocd (pip install pyocd; target stm32f746ng), "
+        "then reset the board.")
+    f.add_argument("path", nargs="?", default="build/fw", help="project directory, fw.bin or fw.elf")
+    f.add_argument("--tool", choices=("auto", "st-flash", "pyocd"), default="auto")
+    f.add_argument("--probe", default=None, help="ST-LINK serial number (when several are connected)")
+    f.set_defaults(func=_cmd_flash)
+
+
+def _cmd_firmware(args) -> int:
+    from rich.console import Console
+
+    from . import deps, generate
+    from .errors import FirmwareError
+
+    console = Console(stderr=True)
+
+    def log(msg):
+        console.print(msg, markup=False, highlight=False)
+
+    if args.jobs < 1:
+        raise FirmwareError("--jobs must be >= 1")
+    tree = None
+    if args.fetch_deps:
+        tree = deps.require_tree(fetch=True, log=log)
+    proj = generate.generate(args.model, board=args.board, out=args.out, baud=args.baud,
+                             arena_bytes=args.arena_bytes, recording=args.recording, name=args.name,
+                             tree=tree, log=log)
+    if args.build:
+        if tree is None:
+            tree = deps.require_tree(fetch=False, log=log)
+        with console.status("compiling"):
+            res = generate.build(proj.out, jobs=args.jobs, log=log, tree=tree)
+        b = generate.BOARDS[args.board]
+        log(f"flash {res.flash} / {b.flash_bytes} B ({100 * res.flash / b.flash_bytes:.1f} %), "
+            f"RAM {res.ram} / {b.ram_bytes} B ({100 * res.ram / b.ram_bytes:.1f} %)")
+        print(res.elf)
+    else:
+        print(proj.out)
+    return 0
+
+
+def _cmd_flash(args) -> int:
+    from . import flash
+    return flash.flash(args.path, tool=args.tool, probe=args.probe)

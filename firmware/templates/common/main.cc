@@ -1,0 +1,498 @@
+// netaug-mcu device application: TFLM + CMSIS-NN inference behind the MLPerf Tiny serial
+// protocol with the netaug-mcu extensions (info, bload). See hil_tests/PROTOCOL.md.
+// Generated files: model_config.h (sizes, names), model_ops.h (the op resolver), model_data.c.
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <new>
+
+#include "board.h"
+#include "model_config.h"
+#include "model_ops.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+#if NETAUG_RECORDING
+#include "tensorflow/lite/micro/recording_micro_interpreter.h"
+#endif
+
+extern "C" const unsigned char g_model_data[];
+extern "C" const unsigned int g_model_data_len;
+
+namespace {
+
+constexpr size_t kCmdMax = 80;          // characters before '%'
+constexpr uint32_t kBloadTimeoutUs = 500000;
+constexpr size_t kInputBytes = NETAUG_INPUT_BYTES;
+
+// The tensor arena: section chosen by the linker script (DTCM or SRAM1/2 on the STM32F746).
+alignas(16) uint8_t g_arena[NETAUG_ARENA_BYTES] __attribute__((section(".arena")));
+uint8_t g_input[kInputBytes];           // db / bload buffer (raw input tensor bytes)
+size_t g_input_len = 0;                 // bytes loaded so far
+size_t g_input_expected = 0;            // announced by `db load N` (0 = none)
+
+using Resolver = tflite::MicroMutableOpResolver<NETAUG_NUM_OPS>;
+#if NETAUG_RECORDING
+using Interpreter = tflite::RecordingMicroInterpreter;
+#else
+using Interpreter = tflite::MicroInterpreter;
+#endif
+alignas(Resolver) uint8_t g_resolver_mem[sizeof(Resolver)];
+alignas(Interpreter) uint8_t g_interp_mem[sizeof(Interpreter)];
+Interpreter* g_interp = nullptr;
+const char* g_init_error = "model not initialised";
+
+// ---------------------------------------------------------------- output helpers (no printf)
+void put(const char* s) {
+  while (*s) board_putc(*s++);
+}
+void put_n(const char* s, size_t n) {
+  for (size_t i = 0; i < n && s[i]; ++i) board_putc(s[i]);
+}
+void put_u64(uint64_t v) {
+  char buf[21];
+  int i = 20;
+  buf[i] = 0;
+  do {
+    buf[--i] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
+  put(&buf[i]);
+}
+void put_i32(int32_t v) {
+  if (v < 0) {
+    board_putc('-');
+    put_u64(static_cast<uint64_t>(-static_cast<int64_t>(v)));
+  } else {
+    put_u64(static_cast<uint64_t>(v));
+  }
+}
+// %0.3f: value rounded half away from zero to 3 decimals.
+void put_fixed3(float v) {
+  if (v != v) {
+    put("nan");
+    return;
+  }
+  int64_t m = static_cast<int64_t>(v * 1000.0f + (v < 0 ? -0.5f : 0.5f));
+  if (m < 0) {
+    board_putc('-');
+    m = -m;
+  }
+  put_u64(static_cast<uint64_t>(m / 1000));
+  board_putc('.');
+  int frac = static_cast<int>(m % 1000);
+  board_putc(static_cast<char>('0' + frac / 100));
+  board_putc(static_cast<char>('0' + (frac / 10) % 10));
+  board_putc(static_cast<char>('0' + frac % 10));
+}
+void endl() { put("\r\n"); }
+void line(const char* s) {
+  put(s);
+  endl();
+}
+void error(const char* msg) {
+  put("e-[");
+  put(msg);
+  put("]\r\n");
+}
+void ready() { line("m-ready"); }
+
+uint64_t now_us() {
+  return board_ticks() * 1000000ull / board_ticks_per_second();
+}
+
+// ---------------------------------------------------------------- parsing helpers
+// Decimal, no sign, < 2^31. Returns false on anything else.
+bool parse_u32(const char* s, uint32_t* out) {
+  if (!s || !*s) return false;
+  uint64_t v = 0;
+  for (; *s; ++s) {
+    if (*s < '0' || *s > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(*s - '0');
+    if (v > 0x7FFFFFFFull) return false;
+  }
+  *out = static_cast<uint32_t>(v);
+  return true;
+}
+int hex_val(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+bool parse_hex32(const char* s, uint32_t* out) {
+  if (!s || !*s || strlen(s) > 8) return false;
+  uint32_t v = 0;
+  for (; *s; ++s) {
+    int d = hex_val(*s);
+    if (d < 0) return false;
+    v = (v << 4) | static_cast<uint32_t>(d);
+  }
+  *out = v;
+  return true;
+}
+
+uint32_t crc32_update(uint32_t crc, uint8_t b) {
+  crc ^= b;
+  for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  return crc;
+}
+
+// ---------------------------------------------------------------- model
+void model_init() {
+  const tflite::Model* model = tflite::GetModel(g_model_data);
+  if (model->version() != TFLITE_SCHEMA_VERSION) {
+    g_init_error = "model schema version mismatch";
+    return;
+  }
+  Resolver* resolver = new (g_resolver_mem) Resolver();
+  if (netaug_register_ops(*resolver) != kTfLiteOk) {
+    g_init_error = "op registration failed";
+    return;
+  }
+  Interpreter* interp = new (g_interp_mem) Interpreter(model, *resolver, g_arena, sizeof(g_arena));
+  if (interp->AllocateTensors() != kTfLiteOk) {
+    g_init_error = "AllocateTensors failed (arena too small?)";
+    return;
+  }
+  if (interp->input(0)->bytes != kInputBytes) {
+    g_init_error = "input tensor size differs from the generated NETAUG_INPUT_BYTES";
+    return;
+  }
+  g_interp = interp;
+}
+
+void print_results() {
+  if (!g_interp) {
+    error(g_init_error);
+    return;
+  }
+  const TfLiteTensor* out = g_interp->output(0);
+  const float scale = out->params.scale;
+  const int32_t zp = out->params.zero_point;
+  size_t n = out->bytes;
+  if (out->type == kTfLiteInt8 || out->type == kTfLiteUInt8) {
+    put("m-results-[");
+    for (size_t i = 0; i < n; ++i) {
+      int32_t q = out->type == kTfLiteInt8 ? out->data.int8[i] : out->data.uint8[i];
+      if (i) board_putc(',');
+      put_fixed3(scale * static_cast<float>(q - zp));
+    }
+    put("]\r\nm-results-q-[");
+    for (size_t i = 0; i < n; ++i) {
+      if (i) board_putc(',');
+      put_i32(out->type == kTfLiteInt8 ? out->data.int8[i] : out->data.uint8[i]);
+    }
+    put("]\r\n");
+  } else if (out->type == kTfLiteFloat32) {
+    put("m-results-[");
+    for (size_t i = 0; i < n / 4; ++i) {
+      if (i) board_putc(',');
+      put_fixed3(out->data.f[i]);
+    }
+    put("]\r\n");
+  } else {
+    error("unsupported output tensor type");
+  }
+}
+
+// ---------------------------------------------------------------- commands
+void cmd_info() {
+  put("m-info-[model=");
+  put(NETAUG_MODEL_NAME);
+  put(",arena=");
+  put_u64(sizeof(g_arena));
+  put(",arena_used=");
+  put_u64(g_interp ? g_interp->arena_used_bytes() : 0);
+  put(",input=");
+  put_u64(kInputBytes);
+  put(",output=");
+  put_u64(g_interp ? g_interp->output(0)->bytes : NETAUG_OUTPUT_BYTES);
+  put(",clock_hz=");
+  put_u64(board_ticks_per_second());
+  put(",timer=");
+  put(board_timer_name);
+  put(",bin=1,max_frame=");
+  put_u64(kInputBytes);
+  put("]\r\n");
+}
+
+#if NETAUG_RECORDING
+void cmd_alloc() {
+  static const char* const names[] = {"eval_tensor", "persistent_tensor", "persistent_quant",
+                                      "persistent_buffer", "variable_buffer", "node_and_registration",
+                                      "op_data"};
+  if (!g_interp) {
+    error(g_init_error);
+    return;
+  }
+  const tflite::RecordingMicroAllocator& a = g_interp->GetMicroAllocator();
+  put("m-alloc-[");
+  for (int t = 0; t < static_cast<int>(tflite::RecordedAllocationType::kNumAllocationTypes); ++t) {
+    tflite::RecordedAllocation r = a.GetRecordedAllocation(static_cast<tflite::RecordedAllocationType>(t));
+    if (t) board_putc(',');
+    put(t < 7 ? names[t] : "other");
+    board_putc('=');
+    put_u64(r.requested_bytes);
+    board_putc('/');
+    put_u64(r.used_bytes);
+    board_putc('/');
+    put_u64(r.count);
+  }
+  const auto* sa = a.GetSimpleMemoryAllocator();
+  put(",head=");
+  put_u64(sa->GetNonPersistentUsedBytes());
+  put(",tail=");
+  put_u64(sa->GetPersistentUsedBytes());
+  put(",used=");
+  put_u64(g_interp->arena_used_bytes());
+  put("]\r\n");
+}
+#endif
+
+void cmd_db(char** tok, int ntok) {
+  if (ntok >= 2 && strcmp(tok[1], "load") == 0) {
+    uint32_t n = 0;
+    if (ntok != 3 || !parse_u32(tok[2], &n)) {
+      error("Command 'db load' requires the # of bytes");
+      return;
+    }
+    if (n != kInputBytes) {
+      put("e-[db load size ");
+      put_u64(n);
+      put(" != input bytes ");
+      put_u64(kInputBytes);
+      put("]\r\n");
+      return;
+    }
+    g_input_expected = n;
+    g_input_len = 0;
+    put("m-[Expecting ");
+    put_u64(n);
+    put(" bytes]\r\n");
+    return;
+  }
+  if (ntok != 2) {
+    error("Command 'db' requires 'load <N>' or one hex string");
+    return;
+  }
+  const char* hex = tok[1];
+  size_t len = strlen(hex);
+  if (len % 2) {
+    error("Insufficient number of hex digits");
+    return;
+  }
+  for (size_t i = 0; i < len; ++i) {
+    if (hex_val(hex[i]) < 0) {
+      put("e-[Invalid hex digit '");
+      board_putc(hex[i]);
+      put("']\r\n");
+      return;
+    }
+  }
+  if (g_input_expected == 0) {
+    error("db data without a preceding 'db load N'");
+    return;
+  }
+  if (g_input_len + len / 2 > g_input_expected) {
+    put("e-[db data beyond the announced ");
+    put_u64(g_input_expected);
+    put(" bytes]\r\n");
+    return;
+  }
+  for (size_t i = 0; i < len; i += 2) {
+    g_input[g_input_len++] = static_cast<uint8_t>((hex_val(hex[i]) << 4) | hex_val(hex[i + 1]));
+  }
+  if (g_input_len == g_input_expected) line("m-load-done");
+}
+
+void cmd_bload(char** tok, int ntok) {
+  uint32_t n = 0, crc_expected = 0;
+  if (ntok != 3 || !parse_u32(tok[1], &n) || !parse_hex32(tok[2], &crc_expected)) {
+    error("usage: bload <N> <crc32 hex>");
+    return;
+  }
+  if (n != kInputBytes) {
+    put("e-[bload size ");
+    put_u64(n);
+    put(" != input bytes ");
+    put_u64(kInputBytes);
+    put("]\r\n");
+    return;
+  }
+  g_input_expected = 0;
+  g_input_len = 0;
+  line("m-bload-ready");
+  uint32_t crc = 0xFFFFFFFFu;
+  for (uint32_t i = 0; i < n; ++i) {
+    int c = board_getc(kBloadTimeoutUs);
+    if (c < 0) {
+      error("bload timeout");
+      return;
+    }
+    g_input[i] = static_cast<uint8_t>(c);
+    crc = crc32_update(crc, static_cast<uint8_t>(c));
+  }
+  if ((crc ^ 0xFFFFFFFFu) != crc_expected) {
+    error("bload crc mismatch");
+    return;
+  }
+  g_input_expected = n;
+  g_input_len = n;
+  line("m-load-done");
+}
+
+void cmd_infer(char** tok, int ntok) {
+  uint32_t n = 1, w = 0;
+  if (ntok < 2 || ntok > 3 || !parse_u32(tok[1], &n) || n == 0) {
+    error("Inference iterations must be >0");
+    return;
+  }
+  if (ntok == 3 && !parse_u32(tok[2], &w)) {
+    error("Inference warmup must be >=0");
+    return;
+  }
+  if (!g_interp) {
+    error(g_init_error);
+    return;
+  }
+  if (g_input_len != kInputBytes) {
+    put("e-[input not loaded: ");
+    put_u64(g_input_len);
+    put(" of ");
+    put_u64(kInputBytes);
+    put(" bytes]\r\n");
+    return;
+  }
+  memcpy(g_interp->input(0)->data.raw, g_input, kInputBytes);
+  put("m-warmup-start-");
+  put_u64(w);
+  endl();
+  for (uint32_t i = 0; i < w; ++i) {
+    if (g_interp->Invoke() != kTfLiteOk) {
+      error("Invoke failed");
+      return;
+    }
+  }
+  line("m-warmup-done");
+  put("m-infer-start-");
+  put_u64(n);
+  endl();
+  put("m-lap-us-");
+  put_u64(now_us());
+  endl();
+  const uint64_t t0 = board_ticks();
+  for (uint32_t i = 0; i < n; ++i) {
+    if (g_interp->Invoke() != kTfLiteOk) {
+      error("Invoke failed");
+      return;
+    }
+  }
+  const uint64_t t1 = board_ticks();
+  put("m-lap-us-");
+  put_u64(t1 * 1000000ull / board_ticks_per_second());
+  endl();
+  put("m-infer-cycles-");
+  put_u64(t1 - t0);
+  endl();
+  line("m-infer-done");
+  print_results();
+}
+
+void dispatch(char* cmd) {
+  char* tok[5];
+  int ntok = 0;
+  char* p = cmd;
+  while (*p && ntok < 5) {
+    while (*p == ' ') *p++ = 0;
+    if (!*p) break;
+    tok[ntok++] = p;
+    while (*p && *p != ' ') ++p;
+  }
+  if (*p) {  // a sixth token
+    error("too many arguments");
+    return;
+  }
+  const char* c = ntok ? tok[0] : "";
+  if (strcmp(c, "name") == 0) {
+    line("m-name-dut-[netaug-mcu]");
+  } else if (strcmp(c, "profile") == 0) {
+    line("m-profile-[netaug-mcu 0.1]");
+    put("m-model-[");
+    put(NETAUG_MODEL_NAME);
+    put("]\r\n");
+  } else if (strcmp(c, "timestamp") == 0) {
+    put("m-lap-us-");
+    put_u64(now_us());
+    endl();
+  } else if (strcmp(c, "db") == 0) {
+    cmd_db(tok, ntok);
+  } else if (strcmp(c, "bload") == 0) {
+    cmd_bload(tok, ntok);
+  } else if (strcmp(c, "infer") == 0) {
+    cmd_infer(tok, ntok);
+  } else if (strcmp(c, "results") == 0) {
+    print_results();
+  } else if (strcmp(c, "info") == 0) {
+    cmd_info();
+#if NETAUG_RECORDING
+  } else if (strcmp(c, "alloc") == 0) {
+    cmd_alloc();
+#endif
+#if NETAUG_HAS_EXIT
+  } else if (strcmp(c, "exit") == 0) {  // QEMU builds only: semihosting exit for test harnesses
+    uint32_t code = 0;
+    if (ntok == 2 && parse_u32(tok[1], &code) && code < 256) {
+      put("m-exit-");
+      put_u64(code);
+      endl();
+      board_exit(static_cast<int>(code));
+    }
+    error("usage: exit <0-255>");
+#endif
+  } else {
+    put("e-[Unknown command: ");
+    put_n(c, kCmdMax);
+    put("]\r\n");
+  }
+}
+
+}  // namespace
+
+int main() {
+  board_init(NETAUG_BAUD);
+  line("m-timestamp-mode-performance");
+  put("m-lap-us-");
+  put_u64(now_us());
+  endl();
+  model_init();
+  if (!g_interp) error(g_init_error);
+  line("m-init-done");
+  ready();
+
+  static char cmd[kCmdMax + 1];
+  size_t len = 0;
+  bool overflow = false;
+  for (;;) {
+    int c = board_getc(0);
+    if (c < 0) continue;
+    if (c == '%') {
+      if (overflow) {
+        error("command too long");
+      } else {
+        cmd[len] = 0;
+        dispatch(cmd);
+      }
+      ready();
+      len = 0;
+      overflow = false;
+    } else if (c == '\r' || c == '\n') {
+      // tolerated line noise between commands (terminals add them); never part of a command
+    } else if (len < kCmdMax) {
+      cmd[len++] = static_cast<char>(c);
+    } else {
+      overflow = true;
+    }
+  }
+}
