@@ -93,6 +93,7 @@ class BoardEngine:
         self.bloads = 0            # received binary frames
         self.lines_out = 0
         self.resets = 0
+        self.noise_bursts = 0      # injected garbage bursts
         self._reset_done_at: set[int] = set()
         self._resets_done: set[str] = set()
         self.log: list[str] = []   # received commands (tests inspect it)
@@ -133,6 +134,7 @@ class BoardEngine:
 
     def _noise(self) -> bytes:
         # Line noise: high bytes and control characters, never a line end or the `m-`/`e-` markers.
+        self.noise_bursts += 1
         alphabet = [b for b in range(256) if b not in (0x0A, 0x0D, ord("m"), ord("e"), ord("-"))]
         return bytes(self.rng.choice(alphabet) for _ in range(self.rng.randint(3, 12)))
 
