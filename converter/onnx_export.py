@@ -23,7 +23,10 @@ import numpy as np
 
 from .errors import ConvertError
 
-OPSET = 13
+# 14, not 13: at opset 13 torch exports nn.Hardswish as HardSigmoid*x, and onnx2tf turns
+# HardSigmoid into min/max -> TFLite RELU_0_TO_1, which TFLM does not have. Opset 14 has HardSwish
+# (-> TFLite HARD_SWISH); standalone HardSigmoid is rewritten by `rewrite_hard_sigmoid`.
+OPSET = 14
 
 
 def export_onnx(model, input_shape_nchw: tuple[int, ...], input_name: str = "input",
@@ -49,16 +52,45 @@ def export_onnx(model, input_shape_nchw: tuple[int, ...], input_name: str = "inp
 
 
 def simplify(proto):
-    """Constant-fold with onnxsim (turns the exporter's F.pad shape arithmetic into constant pads)."""
-    try:
-        import onnxsim
-    except ModuleNotFoundError:
+    """Constant-fold with onnxsim (turns the exporter's F.pad shape arithmetic into constant pads).
+
+    onnxsim's C++ extension segfaults in a process that has already imported TensorFlow (protobuf/
+    onnx symbol clash), so in that case it runs in a short subprocess instead.
+    """
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("onnxsim") is None:
         return proto
+    if "tensorflow" in sys.modules:
+        return _simplify_subprocess(proto)
+    import onnxsim
+
     try:
         simplified, ok = onnxsim.simplify(proto)
     except Exception:  # noqa: BLE001 - fall back to the unsimplified graph; onnx2tf simplifies too
         return proto
     return simplified if ok else proto
+
+
+def _simplify_subprocess(proto):
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    import onnx
+
+    code = ("import sys, onnx, onnxsim\n"
+            "m, ok = onnxsim.simplify(onnx.load(sys.argv[1]))\n"
+            "onnx.save(m, sys.argv[2]) if ok else sys.exit(1)\n")
+    with tempfile.TemporaryDirectory(prefix="netaug-onnxsim-") as tmp:
+        src, dst = os.path.join(tmp, "in.onnx"), os.path.join(tmp, "out.onnx")
+        onnx.save(proto, src)
+        r = subprocess.run([sys.executable, "-c", code, src, dst], capture_output=True, timeout=600)
+        if r.returncode != 0 or not os.path.isfile(dst):
+            return proto
+        return onnx.load(dst)
 
 
 def _const_value(graph, name: str) -> np.ndarray | None:
@@ -220,6 +252,43 @@ def replace_spatial_mean(model) -> int:
     return count
 
 
+def rewrite_hard_sigmoid(model) -> int:
+    """HardSigmoid(a, b)(x) = clip(a*x + b, 0, 1) -> Mul(6a) -> Add(6b) -> Clip(0, 6) -> Mul(1/6).
+
+    onnx2tf maps HardSigmoid to max(0, min(1, .)) = TFLite RELU_0_TO_1 (not in TFLM); the rewrite
+    gives ADD(+RELU6 fused) and MUL, both TFLM builtins. (Mul by 6a is skipped when 6a == 1.)
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    count = 0
+    for node in [n for n in graph.node if n.op_type == "HardSigmoid"]:
+        a = float(_attr(node, "alpha", 0.2))
+        b = float(_attr(node, "beta", 0.5))
+        base = (node.name or f"hardsigmoid{count}") + "/hs"
+        consts = {f"{base}_scale": 6.0 * a, f"{base}_shift": 6.0 * b, f"{base}_zero": 0.0,
+                  f"{base}_six": 6.0, f"{base}_sixth": 1.0 / 6.0}
+        for name, v in consts.items():
+            graph.initializer.append(numpy_helper.from_array(np.array(v, np.float32), name))
+        x = node.input[0]
+        new = []
+        if abs(6.0 * a - 1.0) > 1e-7:
+            new.append(onnx.helper.make_node("Mul", [x, f"{base}_scale"], [f"{base}_ax"], name=f"{base}/Mul0"))
+            x = f"{base}_ax"
+        new.append(onnx.helper.make_node("Add", [x, f"{base}_shift"], [f"{base}_add"], name=f"{base}/Add"))
+        new.append(onnx.helper.make_node("Clip", [f"{base}_add", f"{base}_zero", f"{base}_six"], [f"{base}_clip"],
+                                         name=f"{base}/Clip"))
+        new.append(onnx.helper.make_node("Mul", [f"{base}_clip", f"{base}_sixth"], [node.output[0]],
+                                         name=f"{base}/Mul"))
+        idx = list(graph.node).index(node)
+        graph.node.remove(node)
+        for j, n in enumerate(new):
+            graph.node.insert(idx + j, n)
+        count += 1
+    return count
+
+
 def prepare_onnx(model, input_shape_nchw: tuple[int, ...], input_name: str = "input"):
     """Export + surgery + check. Returns (onnx.ModelProto, stats dict)."""
     import onnx
@@ -227,6 +296,7 @@ def prepare_onnx(model, input_shape_nchw: tuple[int, ...], input_name: str = "in
     proto = simplify(export_onnx(model, input_shape_nchw, input_name=input_name))
     stats = fold_same_padding(proto)
     stats["means_replaced"] = replace_spatial_mean(proto)
+    stats["hard_sigmoids_rewritten"] = rewrite_hard_sigmoid(proto)
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:  # noqa: BLE001
