@@ -47,7 +47,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, help="base learning rate per process (default 0.05)")
     g.add_argument("--wd", type=float, help="weight decay on conv/linear weights; none on BN "
                    "and biases (default 4e-5)")
-    g.add_argument("--warmup-epochs", type=float, help="linear warm-up epochs (default 1)")
+    g.add_argument("--warmup-epochs", type=float, help="linear warm-up epochs (default 1; 0 for a "
+                   "1-epoch run)")
     g.add_argument("--warmup-lr", type=float, help="lr at the start of the warm-up (default: "
                    "--lr, i.e. the warm-up only matters with several processes)")
     g.add_argument("--label-smoothing", type=float, help="default 0.1")

@@ -29,7 +29,7 @@ class TrainConfig:
     batch_size: int = 128  # per process
     lr: float = 0.05  # base lr per process; the peak lr is lr * world_size
     wd: float = 4e-5
-    warmup_epochs: float = 1.0
+    warmup_epochs: float | None = None  # None = 1 epoch (0 for a 1-epoch run)
     warmup_lr: float | None = None  # start of the warm-up; None = lr (as in the reference)
     label_smoothing: float = 0.1
     dropout: float = 0.0
@@ -81,6 +81,8 @@ class TrainConfig:
             bad(f"--lr must be > 0 (got {self.lr})")
         if self.wd < 0:
             bad(f"--wd must be >= 0 (got {self.wd})")
+        if self.warmup_epochs is None:
+            self.warmup_epochs = 1.0 if self.epochs > 1 else 0.0
         if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:
             bad(f"--warmup-epochs must be in [0, epochs) (got {self.warmup_epochs})")
         if not 0 <= self.label_smoothing < 1:
@@ -161,7 +163,7 @@ def _coerce(key: str, value: Any) -> Any:
     typ = type(default) if default is not None else None
     if key in ("train_limit", "val_limit", "test_limit"):
         typ = int
-    elif key in ("val_split", "warmup_lr"):
+    elif key in ("val_split", "warmup_lr", "warmup_epochs"):
         typ = float
     elif key in ("teacher", "init_from", "data_dir"):
         typ = str

@@ -408,6 +408,11 @@ def _run(cfg, info, device, model_factory, strategy, dataset, on_epoch_end, log)
     say = (log or (lambda s: print(s, flush=True))) if main else (lambda s: None)
     show_progress = main and cfg.progress
     check_same_config(cfg, info)
+    if model_factory is None:  # fail fast, before any data is read
+        from . import zoo
+
+        if cfg.model not in zoo.MODELS:
+            raise TrainError(f"unknown model {cfg.model!r} (choose from: {', '.join(zoo.MODELS)})")
     _rank0_first(lambda: _check_out_dir(out, cfg), info)
 
     seed_everything(cfg.seed)
