@@ -116,7 +116,8 @@ def main() -> int:
             "uart_921600_*: the virtual board sleeps 10 bits/byte at 921600 baud for every byte in and out "
             "(an emulated UART); line_rate_fraction = host->device bits per second / 921600",
         ],
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                    "loadavg_1min_at_end": round(os.getloadavg()[0], 2)},
         "bench_wall_s": round(time.time() - t0, 1),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

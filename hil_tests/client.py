@@ -132,24 +132,22 @@ class Client:
         return PortError(f"port {self.url} vanished or failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
 
     def write(self, data: bytes) -> None:
-        import serial
         try:
             self.ser.write(data)
             self.ser.flush()
-        except (serial.SerialException, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - SerialException, OSError, termios.error (EIO on a dead pty)
             raise self._io_error(exc) from None
         self.stats.bytes_out += len(data)
 
     def _fill(self, wait: float) -> bool:
-        """Read what is there (waiting up to `wait` s for the first byte). True if bytes arrived."""
-        import serial
+        """Read what is there (waiting up to the port's 0.05 s for the first byte). True if bytes arrived."""
         try:
-            self.ser.timeout = max(0.001, wait)
+            # (setting ser.timeout per call would re-run tcsetattr on every read; the port keeps 0.05 s)
             n = self.ser.in_waiting
             data = self.ser.read(n if n else 1)
             if data and self.ser.in_waiting:
                 data += self.ser.read(self.ser.in_waiting)
-        except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - SerialException, OSError, termios.error (EIO on a dead pty)
             raise self._io_error(exc) from None
         if data:
             self.stats.bytes_in += len(data)

@@ -71,7 +71,8 @@ def _start_virtual_board_process(model, faults: list[str], baud: int, timeout: f
 
 
 def qemu_command(elf: str, serial: str = "pty", port: int | None = None) -> list[str]:
-    chardev = "pty" if serial == "pty" else f"tcp:127.0.0.1:{port},server=on,wait=off"
+    # tcp: wait=on holds the CPU until the host connects, so the boot banner is not lost
+    chardev = "pty" if serial == "pty" else f"tcp:127.0.0.1:{port},server=on,wait=on"
     return ["qemu-system-arm", "-M", "mps2-an500", "-cpu", "cortex-m7", "-nographic", "-monitor", "none",
             "-serial", chardev, "-icount", "shift=0,align=off,sleep=off",
             "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
@@ -105,6 +106,8 @@ def start_qemu(elf, serial: str = "pty", timeout: float = 20.0):
             if m and not url_box:
                 url_box.append(m.group(1))
                 got.set()
+            if "waiting for connection" in line:   # tcp, wait=on: listening, CPU held
+                got.set()
         got.set()
 
     threading.Thread(target=reader, daemon=True, name="qemu-log").start()
@@ -126,15 +129,7 @@ def start_qemu(elf, serial: str = "pty", timeout: float = 20.0):
             stop()
             raise TargetError("QEMU did not report its pty: " + " | ".join(log[-5:]))
         return url_box[0], stop
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise TargetError("QEMU exited: " + " | ".join(log[-5:]))
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                pass
-            return f"socket://127.0.0.1:{port}", stop
-        except OSError:
-            time.sleep(0.05)
-    stop()
-    raise TargetError("QEMU serial socket did not come up")
+    got.wait(timeout)
+    if proc.poll() is not None:
+        raise TargetError("QEMU exited: " + " | ".join(log[-5:]))
+    return f"socket://127.0.0.1:{port}", stop

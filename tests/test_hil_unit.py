@@ -137,6 +137,17 @@ def test_local_resize_matches_reference_points():
     assert y.shape == (2, 32, 32, 3) and np.allclose(y, (128 / 255 - 0.5) / 0.25, atol=1e-6)
 
 
+def test_adapter_matches_local_preprocessing():
+    """hil_tests.dataset uses converter.datasets when present; both implement the same contract."""
+    images, labels = D.load_test_set()
+    assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
+    pre = {"resolution": 32, "channels": 3, "mean": [0.3, 0.2, 0.1], "std": [0.5, 0.4, 0.3]}
+    a = D.preprocess(images[:16], pre)
+    b = D._local_preprocess(images[:16], pre)
+    assert a.shape == b.shape == (16, 32, 32, 3)
+    assert np.max(np.abs(a - b)) < 1e-5
+
+
 def test_quantize_rounds_half_away_from_zero():
     q = D.quantize_input(np.array([0.5, -0.5, 1.49, 300.0, -300.0], dtype=np.float32), 1.0, 0)
     assert q.tolist() == [1, -1, 1, 127, -128]
