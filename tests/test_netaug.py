@@ -241,3 +241,32 @@ def test_supernet_is_trainable_module_with_same_keys():
     assert isinstance(net, SuperNet)
     assert list(net.state_dict()) == list(base.state_dict())
     assert sum(p.numel() for p in net.parameters()) > 5 * sum(p.numel() for p in base.parameters())
+
+
+def test_benchmark_quick_mode(tmp_path, capsys):
+    """bench/netaug_vs_baseline.py --quick runs end to end, writes the required keys, resumes."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("netaug_bench", root / "bench/netaug_vs_baseline.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "q" / "netaug_quick"
+    assert bench.main(["--quick", "--out", str(out)]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    for k in ("baseline_top1_mean", "netaug_top1_mean", "baseline_top1_std", "netaug_top1_std", "gain_pp",
+              "gain_se_pp", "seeds", "epochs", "baseline_converged", "epoch_time_ratio", "equal_wall_clock",
+              "protocol"):
+        assert k in res, k
+    assert res["seeds"] == [0, 1] and res["protocol"]["quick"] is True
+    assert res["epoch_time_ratio"] > 1.0  # the aug pass costs extra
+    assert out.with_suffix(".md").exists() and out.with_suffix(".png").stat().st_size > 1000
+    capsys.readouterr()
+    # rerun = resume: every run is already finished, nothing is retrained, same figures
+    assert bench.main(["--quick", "--out", str(out)]) == 0
+    assert "epoch 1/" not in capsys.readouterr().out
+    assert json.loads(out.with_suffix(".json").read_text())["gain_pp"] == res["gain_pp"]
+    assert bench.main(["--quick", "--aug-width", "2,3", "--out", str(out)]) == 2
+    assert "must contain 1.0" in capsys.readouterr().err

@@ -12,6 +12,7 @@ Faithful to mit-han-lab/tinyml netaug (see shared/spec/netaug.md):
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Iterable
 
@@ -91,6 +92,10 @@ class SuperNet(zoo.ZooNet):
         self.stem_c = stem_c
         self.slots = slots
         self.arch = dict(base.arch)
+        # a structural copy of the plain model (not a registered submodule: no state_dict keys);
+        # export() fills a copy of it, so custom ZooNets (not in zoo.MODELS) export too
+        template = copy.deepcopy(base).cpu()
+        object.__setattr__(self, "_template", template)
         self.active_mode = "max"
         self.set_active("min")
 
@@ -203,7 +208,7 @@ class SuperNet(zoo.ZooNet):
     def export(self) -> zoo.ZooNet:
         """The plain zoo model holding the base sub-net's weights and BN buffers (leading slices).
         Same state_dict keys as ``zoo.build(**arch)``; zero inference overhead."""
-        plain = zoo.build(**self.arch, dropout=self.dropout)
+        plain = copy.deepcopy(self._template)
         p0 = next(self.parameters())
         plain.to(device=p0.device, dtype=p0.dtype)
         sd = self.state_dict()
