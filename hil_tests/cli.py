@@ -25,10 +25,13 @@ def _add_conn(p, many: bool = False) -> None:
     if many:
         p.add_argument("--port", action="append", required=True, metavar="URL",
                        help="serial port or pyserial URL (/dev/ttyACM0, /dev/pts/N, socket://HOST:PORT, "
-                            "rfc2217://HOST:PORT); repeat to shard the dataset across boards in parallel")
+                            "rfc2217://HOST:PORT), or `virtual` (start a virtual board on --model) or "
+                            "`qemu:ELF` (boot ELF on QEMU mps2-an500); repeat to shard the dataset across "
+                            "boards in parallel")
     else:
         p.add_argument("--port", required=True, metavar="URL",
-                       help="serial port or pyserial URL (/dev/ttyACM0, /dev/pts/N, socket://HOST:PORT, rfc2217://...)")
+                       help="serial port or pyserial URL (/dev/ttyACM0, /dev/pts/N, socket://HOST:PORT, rfc2217://...), "
+                            "`virtual` (a virtual board on --model) or `qemu:ELF`")
     p.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200; ignored by ptys/sockets)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a reply to a command (default 5)")
     p.add_argument("--infer-timeout", type=float, default=120.0,

@@ -27,6 +27,39 @@ class JournalError(HilError):
     pass
 
 
+# ---- targets named on the command line ----------------------------------------------------------
+class _Targets:
+    """`--port virtual` (an in-process virtual board on MODEL) and `--port qemu:ELF` start a target;
+    anything else is a pyserial URL used as is."""
+
+    def __init__(self, ports: list[str], model_path: str | None):
+        self.urls: list[str] = []
+        self.stops: list = []
+        try:
+            for p in ports:
+                if p == "virtual":
+                    if not model_path:
+                        raise HilError("--port virtual needs --model")
+                    from .targets import start_virtual_board
+                    url, stop = start_virtual_board(model_path)
+                elif p.startswith("qemu:"):
+                    from .targets import start_qemu
+                    url, stop = start_qemu(p[len("qemu:"):])
+                else:
+                    url, stop = p, None
+                self.urls.append(url)
+                if stop:
+                    self.stops.append(stop)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for stop in self.stops:
+            stop()
+        self.stops = []
+
+
 # ---- inputs --------------------------------------------------------------------------------------
 def resolve_preprocess(model: ModelInfo, override: dict | None = None) -> dict:
     pre = dict(model.preprocess or {})
@@ -165,7 +198,8 @@ def run_accuracy(ports: list[str], model_path: str, out_dir: str, dataset: str =
                  binary: bool | None = None, progress: bool = True, meta_path: str | None = None) -> dict:
     if not ports:
         raise HilError("give at least one --port")
-    if len(set(ports)) != len(ports):
+    real = [p for p in ports if p != "virtual"]
+    if len(set(real)) != len(real):
         raise HilError("the same --port is given twice")
     model = load_model(model_path, meta_path)
     xq, labels, pre = prepare_inputs(model, dataset, limit, preprocess)
@@ -189,6 +223,16 @@ def run_accuracy(ports: list[str], model_path: str, out_dir: str, dataset: str =
     todo = [i for i in range(n) if i not in recs]
     already = n - len(todo)
 
+    targets = _Targets(ports, model_path)
+    try:
+        return _run_accuracy(targets.urls, model, xq, labels, n, out, jpath, already, todo, dataset, limit,
+                             baud, timeout, infer_timeout, binary, progress)
+    finally:
+        targets.close()
+
+
+def _run_accuracy(ports, model, xq, labels, n, out, jpath, already, todo, dataset, limit, baud, timeout,
+                  infer_timeout, binary, progress) -> dict:
     clients: list[Client] = []
     try:
         for url in ports:
@@ -310,7 +354,17 @@ def run_latency(port: str, model_path: str | None = None, runs: int = 20, warmup
     """Per-inference time from the device's own timer (`m-infer-cycles-` / clock_hz, else m-lap-us)."""
     if runs < 1 or warmup < 0:
         raise HilError("--runs must be >= 1 and --warmup >= 0")
-    c = Client(port, baud=baud, timeout=timeout, infer_timeout=infer_timeout).connect()
+    targets = _Targets([port], model_path)
+    try:
+        return _run_latency(targets.urls[0], port, model_path, runs, warmup, baud, timeout, infer_timeout,
+                            out_dir, dataset, meta_path)
+    finally:
+        targets.close()
+
+
+def _run_latency(url, port, model_path, runs, warmup, baud, timeout, infer_timeout, out_dir, dataset,
+                 meta_path) -> dict:
+    c = Client(url, baud=baud, timeout=timeout, infer_timeout=infer_timeout).connect()
     try:
         n_in = int(c.info.get("input", 0))
         source = "zeros"

@@ -250,3 +250,14 @@ def test_cli_virtual_board_process_end_to_end(tmp_path):
     finally:
         vb.terminate()
         assert vb.wait(timeout=10) == 0
+
+
+def test_cli_port_virtual_shards_over_two_in_process_boards(tmp_path, capsys, clean):
+    import netaug_mcu
+    rc = netaug_mcu.main(["hil", "accuracy", "--port", "virtual", "--port", "virtual", "--model", str(MODEL),
+                          "--limit", str(N), "--out", str(tmp_path), "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0 and f"bit-exact {N}/{N}" in out, out
+    s = json.loads((tmp_path / "accuracy.json").read_text())
+    assert len(s["boards"]) == 2 and s["boards"][0]["url"] != s["boards"][1]["url"]
+    _assert_same_as_clean(tmp_path, clean)
