@@ -48,7 +48,39 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
+    _register_demo(sub)
     return parser
+
+
+def _register_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo", help="the whole pipeline end to end on the defaults, with one report",
+        description="Train mbv2-tiny with NetAug on Fashion-MNIST (a short schedule), convert it to int8, "
+        "analyze and check it against the STM32F746G-DISCO, generate the firmware (and build it and run "
+        "it in QEMU when arm-none-eabi-gcc, qemu-system-arm and a TFLM tree are available), measure "
+        "accuracy and latency over the serial protocol on the virtual board, and write OUT/report.md. "
+        "Each stage is an ordinary `netaug-mcu` command; the report lists them so that any stage can be "
+        "re-run alone.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default="runs/demo", help="output directory")
+    p.add_argument("--model", default="mbv2-tiny", help="zoo model")
+    p.add_argument("--resolution", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=4, help="training epochs (short schedule)")
+    p.add_argument("--train-limit", type=int, default=20000, help="training images used")
+    p.add_argument("--hil-limit", type=int, default=1000, help="test images sent to the device")
+    p.add_argument("--eval-samples", type=int, default=1000,
+                   help="test images for the float / int8 / TFLM accuracy of the converter")
+    p.add_argument("--board", default="stm32f746g-disco", help="budget board for `check`")
+    p.add_argument("--no-netaug", action="store_true", help="train the baseline instead")
+    p.add_argument("--no-qemu", action="store_true", help="skip the firmware build and QEMU run")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo's training")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args) -> int:
+    from demo_pipeline import run_demo  # heavy imports stay out of --help
+
+    return run_demo(args)
 
 
 def main(argv: list[str] | None = None) -> int:
