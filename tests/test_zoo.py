@@ -10,19 +10,24 @@ from trainer import zoo
 REFERENCED = [n for n, info in zoo.MODELS.items() if info.get("ref")]
 
 
+@pytest.fixture(scope="module")
+def described():
+    return zoo.describe_all()
+
+
 @pytest.mark.parametrize("name", REFERENCED)
-def test_params_macs_match_reference(name):
+def test_params_macs_match_reference(name, described):
     ref_params, ref_macs, convention = zoo.MODELS[name]["ref"]
-    res = zoo.MODELS[name]["resolution"]
-    m = zoo.build(name)
-    params, macs = zoo.count(m, res, 3, convention=convention)
+    row = next(r for r in described if r["name"] == name)
+    params = row["params"] if convention == "folded" else row["params_torch"]
+    macs = row["macs"]
     assert abs(macs - ref_macs) / ref_macs < 0.01, (name, macs, ref_macs)
     assert abs(params - ref_params) / ref_params < 0.01, (name, params, ref_params, convention)
 
 
-def test_exact_counts_pinned():
+def test_exact_counts_pinned(described):
     """Exact BN-folded figures (guards against silent architecture changes)."""
-    got = {d["name"]: (d["params"], d["macs"]) for d in zoo.describe_all()}
+    got = {d["name"]: (d["params"], d["macs"]) for d in described}
     assert got["mbv2-tiny"] == (744072, 23499152)
     assert got["mcunet-in3"] == (729720, 81785520)
     assert got["mcunet-in0"] == (743008, 6364224)
@@ -30,13 +35,17 @@ def test_exact_counts_pinned():
     assert set(got) == set(zoo.MODELS)
 
 
-def test_describe_all_fields():
-    rows = zoo.describe_all()
+def test_describe_all_fields(described):
+    rows = described
     assert [r["name"] for r in rows] == list(zoo.MODELS)
     for r in rows:
         assert r["resolution"] == zoo.MODELS[r["name"]]["resolution"]
         assert r["params"] > 1e5 and r["macs"] > 1e6
         assert r["params_torch"] > r["params"]  # BN gamma+beta > folded bias
+    m = zoo.build("mcunet-in3")
+    assert zoo.count(m, 176, 3, convention="torch")[0] == sum(p.numel() for p in m.parameters())
+    with pytest.raises(zoo.ZooError):
+        zoo.count(m, 176, 3, convention="bogus")
 
 
 @pytest.mark.parametrize("name", list(zoo.MODELS))
