@@ -311,7 +311,18 @@ def _build_mb(in_channels, num_classes, stem_c, ds_c, blocks, head_c, dropout=0.
 def _build_mbv3(in_channels, num_classes, width=0.35, dropout=0.0):
     """MobileNetV3-Large at ``width``: channels = make_divisible(c * width, 8) as torchvision does;
     SE squeeze = make_divisible(expanded // 4, 8); head 1x1 conv to 6*last (hswish), pool,
-    1x1 conv with bias to make_divisible(1280 * width, 8) (hswish; torchvision's Linear), classifier."""
+    1x1 conv with bias to make_divisible(1280 * width, 8) (hswish; torchvision's Linear), classifier.
+
+    Resulting mbv3-w0.35 (in-mid-out, kernel, stride, SE squeeze, act, r = residual):
+      stem 3x3 s2 -> 8 (hswish);
+      8-8-8 k3 s1 relu r (no expand conv); 8-24-8 k3 s2 relu; 8-24-8 k3 relu r;
+      8-24-16 k5 s2 se8 relu; 16-40-16 k5 se16 relu r; 16-40-16 k5 se16 relu r;
+      16-88-32 k3 s2 hswish; 32-72-32 k3 hswish r; 32-64-32 k3 hswish r; 32-64-32 k3 hswish r;
+      32-168-40 k3 se40 hswish; 40-232-40 k3 se56 hswish r; 40-232-56 k5 s2 se56 hswish;
+      56-336-56 k5 se88 hswish r; 56-336-56 k5 se88 hswish r;
+      head 1x1 56->336 (BN, hswish); pool; 1x1 336->448 (bias, hswish); FC 448->classes.
+    SE = avgpool, 1x1 conv (bias), ReLU, 1x1 conv (bias), hard-sigmoid, multiply (torchvision).
+    0.99M folded params, 18.4M MACs at r160."""
     def ch(c):
         return make_divisible(c * width, 8)
 
