@@ -139,6 +139,24 @@ class Client:
             raise self._io_error(exc) from None
         self.stats.bytes_out += len(data)
 
+    def _write_filler(self, data: bytes) -> None:
+        """Write that gives up quietly when the device does not take the bytes (a silent, stuck target)."""
+        import serial
+        old = self.ser.write_timeout
+        try:
+            self.ser.write_timeout = 2.0
+            self.ser.write(data)
+            self.stats.bytes_out += len(data)
+        except serial.SerialTimeoutException:
+            pass
+        except Exception as exc:  # noqa: BLE001
+            raise self._io_error(exc) from None
+        finally:
+            try:
+                self.ser.write_timeout = old
+            except Exception:  # noqa: BLE001
+                pass
+
     def _fill(self, wait: float) -> bool:
         """Read what is there (waiting up to the port's 0.05 s for the first byte). True if bytes arrived."""
         try:
@@ -224,8 +242,14 @@ class Client:
         `name%` round trip whose reply must be complete and well-formed."""
         self.stats.resyncs += 1
         last_exc: Exception | None = None
-        for _ in range(3):
-            # '%' ends any partial command on the device; the quiet period outlasts a bload timeout.
+        for attempt in range(3):
+            # '%' ends any partial command on the device; the quiet period outlasts a 500 ms bload timeout.
+            # If that did not work the device may still be inside a binary frame (QEMU under -icount counts
+            # the timeout in slow virtual time): spaces complete the frame (-> CRC reject) and otherwise
+            # only overflow the command buffer (-> one `command too long`), whatever state it is in.
+            if attempt:
+                frame = int(self.info.get("max_frame") or 0)
+                self._write_filler(b" " * (frame + 1 if frame else 8192 * attempt))
             self.write(b"%")
             self.drain(self.resync_quiet, limit=max(self.timeout, 3 * self.resync_quiet))
             try:
