@@ -50,6 +50,22 @@ def test_resolver_has_exactly_the_ops():
     assert calls == ["AddConv2D", "AddDepthwiseConv2D", "AddSoftmax"]
 
 
+def test_resolver_int8_specialisation():
+    src = gen.resolver_source(["CONV_2D", "MEAN", "SOFTMAX"], int8_only={"CONV_2D", "MEAN"})
+    assert "r.AddConv2D(tflite::Register_CONV_2D_INT8())" in src
+    assert "r.AddMean()" in src            # no int8-only variant exists
+    assert "r.AddSoftmax()" in src          # not int8-only in this model
+
+
+def test_int8_only_ops_from_tensor_types():
+    from converter.tflm_ops import summarize
+    s = summarize(_need(MODEL32).read_bytes())
+    ops = {o.name for o in s.ops}
+    assert gen.int8_only_ops(s) == ops & set(gen.INT8_REGISTRATIONS)
+    s.tensors[s.ops[0].outputs[0]].dtype = "int16"     # one int16 activation disables it for that op
+    assert s.ops[0].name not in gen.int8_only_ops(s)
+
+
 def test_resolver_table_covers_tflm_builtin_ops():
     from converter.tflm_ops import TFLM_BUILTIN_OPS
     assert set(gen.RESOLVER_METHODS) == set(TFLM_BUILTIN_OPS)
@@ -101,7 +117,11 @@ def test_generate_project_from_model_ops_and_analyzer(tmp_path, monkeypatch):
     assert proj.ops == ops
     src = (tmp_path / "fw" / "model_ops.h").read_text()
     assert f"#define NETAUG_NUM_OPS {len(ops)}" in src
-    assert len(re.findall(r"r\.Add\w+\(\)", src)) == len(ops)
+    assert len(re.findall(r"r\.Add\w+\(", src)) == len(ops)
+    # every op of this int8 model that has an int8-only CMSIS-NN kernel gets it (less flash)
+    for o in ops:
+        if o in gen.INT8_REGISTRATIONS:
+            assert f"{gen.INT8_REGISTRATIONS[o]}()" in src
     tin = summary.tensors[summary.inputs[0]]
     assert int(cfg["NETAUG_INPUT_BYTES"]) == int(np.prod(tin.shape))
     assert parse_c_array((tmp_path / "fw" / "model_data.c").read_text()) == model.read_bytes()
