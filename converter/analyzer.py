@@ -159,12 +159,9 @@ def kernel_allocations(model: TFLiteModel, op, facts: dict) -> tuple[list[int], 
                 ph = _out_pad(x[1], kh, sh, dh, out[1], o.get("padding", 1)) if len(out) == 4 else 0
                 pw = _out_pad(x[2], kw, sw, dw, out[2], o.get("padding", 1)) if len(out) == 4 else 0
                 is_1x1 = ph == 0 and pw == 0 and kh == 1 and kw == 1 and dh == 1 and dw == 1 and x[3] == cin
-                if is_1x1:
-                    size = 0  # GCC build: the 1x1 fast path needs no buffer (4*Cin only with Arm Compiler 6)
-                else:
-                    size = 4 * _up(kh * kw * cin, 4) if dsp else 0
-                    if not dsp:
-                        size = 4 * _up(kh * kw * cin, 4)
+                # 1x1 (any stride): no buffer with GCC (the fast path's 4*Cin is Arm Compiler 6 only);
+                # general and 1xN: im2col of two columns in int16 = 4*ceil4(kh*kw*Cin), DSP or not.
+                size = 0 if is_1x1 else 4 * _up(kh * kw * cin, 4)
                 if size > 0:
                     scratch.append(size)
         if cmsis and name == "DEPTHWISE_CONV_2D" and len(fd) == 4:
