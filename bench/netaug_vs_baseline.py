@@ -367,7 +367,7 @@ def main(argv=None) -> int:
     ap.add_argument("--train-images", type=int, default=20000)
     ap.add_argument("--test-images", type=int, default=5000)
     ap.add_argument("--calib-images", type=int, default=2000)
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=24)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--lr", type=float, default=0.2)
     ap.add_argument("--wd", type=float, default=4e-5)
