@@ -69,7 +69,8 @@ class Stats:
 def _open_serial(url: str, baud: int, exclusive: bool):
     import serial
     try:
-        ser = serial.serial_for_url(url, do_not_open=True, baudrate=baud, timeout=0.05, write_timeout=10)
+        ser = serial.serial_for_url(url, do_not_open=True, baudrate=baud, timeout=0.05,
+                                     write_timeout=max(5.0, 700000.0 / max(baud, 1)))  # a 64 KB frame at 10 bits/byte
         if hasattr(ser, "exclusive") and "://" not in url:
             ser.exclusive = exclusive
         ser.open()
@@ -132,23 +133,28 @@ class Client:
         return PortError(f"port {self.url} vanished or failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
 
     def write(self, data: bytes) -> None:
+        import serial
         try:
             self.ser.write(data)
             self.ser.flush()
+        except serial.SerialTimeoutException:
+            self.stats.timeouts += 1
+            raise DeviceTimeout(f"device {self.url} does not take input (write timed out)") from None
         except Exception as exc:  # noqa: BLE001 - SerialException, OSError, termios.error (EIO on a dead pty)
             raise self._io_error(exc) from None
         self.stats.bytes_out += len(data)
 
-    def _write_filler(self, data: bytes) -> None:
-        """Write that gives up quietly when the device does not take the bytes (a silent, stuck target)."""
+    def _write_filler(self, data: bytes) -> bool:
+        """Write that reports (False) instead of raising when the device does not take the bytes."""
         import serial
         old = self.ser.write_timeout
         try:
             self.ser.write_timeout = 2.0
             self.ser.write(data)
             self.stats.bytes_out += len(data)
+            return True
         except serial.SerialTimeoutException:
-            pass
+            return False
         except Exception as exc:  # noqa: BLE001
             raise self._io_error(exc) from None
         finally:
@@ -249,10 +255,12 @@ class Client:
             # only overflow the command buffer (-> one `command too long`), whatever state it is in.
             if attempt:
                 frame = int(self.info.get("max_frame") or 0)
-                self._write_filler(b" " * (frame + 1 if frame else 8192 * attempt))
-            self.write(b"%")
-            self.drain(self.resync_quiet, limit=max(self.timeout, 3 * self.resync_quiet))
+                if not self._write_filler(b" " * (frame + 1 if frame else 8192 * attempt)):
+                    last_exc = DeviceTimeout("device does not take input")
+                    break
             try:
+                self.write(b"%")
+                self.drain(self.resync_quiet, limit=max(self.timeout, 3 * self.resync_quiet))
                 rep = self.command("name", timeout=self.timeout)
             except DeviceReset as exc:   # banner arrived during sync: sync again
                 last_exc = exc

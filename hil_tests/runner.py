@@ -151,7 +151,7 @@ class Journal:
         with self.lock:
             self.fh.write(line)
             self.fh.flush()
-            os.fsync(self.fh.fileno())
+            os.fdatasync(self.fh.fileno())  # data + size: enough to read the line back
 
     def close(self) -> None:
         if self.fh:
