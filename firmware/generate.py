@@ -198,8 +198,34 @@ def arena_region(board: Board, arena: int, input_bytes: int) -> tuple[str, str]:
     if arena <= dtcm_free:
         return "DTCM", (f"arena {arena} B fits in DTCM next to the stack and data ({dtcm_free} B free): "
                         f"0-wait-state, no cache misses")
-    return "SRAM", (f"arena {arena} B > {dtcm_free} B free in DTCM: placed in SRAM1+SRAM2 (256 KB, "
-                    f"D-cached); DTCM keeps the stack and data")
+    sram = board.ram_bytes - board.dtcm_bytes
+    if arena <= sram:
+        return "SRAM", (f"arena {arena} B > {dtcm_free} B free in DTCM: placed in SRAM1+SRAM2 ({sram} B, "
+                        f"D-cached); DTCM keeps the stack and data")
+    return "RAM", (f"arena {arena} B > SRAM1+SRAM2 ({sram} B): it spans the contiguous DTCM+SRAM1+SRAM2 range "
+                   f"above the stack and data")
+
+
+def budget_check(model_path: Path, board: Board) -> None:
+    """Refuse a model the analyzer's budget gate (`netaug-mcu check`) rejects, with its figures."""
+    import importlib
+    try:
+        boards = importlib.import_module("converter.boards")
+        check_model = importlib.import_module("converter.analyze_cli").check_model
+    except (ModuleNotFoundError, AttributeError):
+        return
+    # mps2-an500's regions are limited to the F746 budget, so both boards use the F746 profile.
+    res = check_model(str(model_path), boards.budget("stm32f746g-disco"))
+    if not res.get("fits", True):
+        parts = []
+        if res.get("ram_over_bytes"):
+            parts.append(f"arena {res['min_arena_bytes']} B > {res['arena_budget']} B (SRAM {res['sram_bytes']} - "
+                         f"reserve {res['reserve_bytes']}), {res['ram_over_bytes']} B over")
+        if res.get("flash_over_bytes"):
+            parts.append(f"flash {res['flash_bytes']} B > {res['flash_budget']} B, {res['flash_over_bytes']} B over")
+        hint = f"; {res['suggestions'][0]}" if res.get("suggestions") else ""
+        raise ModelRefused(f"{model_path.name} does not fit {board.name}: {'; '.join(parts)} "
+                           f"(peak op {res.get('peak_op')}){hint}")
 
 
 # ------------------------------------------------------------------------------------------ analyzer
@@ -300,6 +326,8 @@ def generate(model_path, board: str = "stm32f746g-disco", out="build/fw", baud: 
         source = "--arena-bytes"
     flash_est = _flash_estimate(pred)
 
+    if arena_bytes is None:
+        budget_check(model_path, b)
     ram_free = b.ram_bytes - RAM_RESERVED - input_bytes
     if arena > ram_free:
         raise ModelRefused(f"{model_path.name} needs a {arena} B tensor arena but {b.name} has {ram_free} B "
@@ -319,6 +347,7 @@ def generate(model_path, board: str = "stm32f746g-disco", out="build/fw", baud: 
     shutil.copy(bdir / "board.c", out / "board.c")
     if (bdir / "link.ld.in").is_file():
         text = (bdir / "link.ld.in").read_text().replace("@ARENA_REGION@", region).replace("@ARENA_NOTE@", why)
+        text = text.replace("@DATA_REGION@", "RAM" if region == "RAM" else "DTCM")
         (out / "link.ld").write_text(text)
     else:
         shutil.copy(bdir / "link.ld", out / "link.ld")

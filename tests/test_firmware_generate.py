@@ -88,6 +88,7 @@ def test_arena_region_choice():
     f7 = gen.BOARDS["stm32f746g-disco"]
     assert gen.arena_region(f7, 20 * 1024, 1024)[0] == "DTCM"
     assert gen.arena_region(f7, 100 * 1024, 1024)[0] == "SRAM"
+    assert gen.arena_region(f7, 280 * 1024, 1024)[0] == "RAM"     # spans DTCM+SRAM1+SRAM2
     assert gen.arena_region(gen.BOARDS["mps2-an500"], 100 * 1024, 1024)[0] == "RAM"
 
 
@@ -209,3 +210,22 @@ def test_cli_errors_are_one_line(tmp_path):
 def test_flash_without_image_is_a_clear_error(tmp_path):
     code, msg = _run_cli(["flash", str(tmp_path)])
     assert code == 2 and "not found" in msg
+
+
+def test_refusal_carries_the_budget_gate_message(tmp_path, monkeypatch):
+    """An over-budget verdict of the analyzer's `check` gate stops generation with its figures."""
+    import importlib
+    try:
+        cli = importlib.import_module("converter.analyze_cli")
+        importlib.import_module("converter.boards")
+    except ModuleNotFoundError:
+        pytest.skip("converter budget gate not in this checkout")
+    model = _need(MODEL32)
+    real = cli.check_model(str(model), importlib.import_module("converter.boards").budget("stm32f746g-disco"))
+    assert real["fits"]          # the tiny model fits ...
+    verdict = dict(real, fits=False, ram_over_bytes=1234, min_arena_bytes=real["arena_budget"] + 1234,
+                   suggestions=["shrink the tensors live at op 3"])
+    monkeypatch.setattr(cli, "check_model", lambda *a, **k: verdict)   # ... pretend it does not
+    with pytest.raises(ModelRefused, match="1234 B over.*shrink the tensors") as ei:
+        gen.generate(model, out=tmp_path / "fw", log=lambda *_: None)
+    assert ei.value.exit_code == 1
