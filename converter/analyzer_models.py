@@ -171,6 +171,22 @@ def wide_first_layer():
     return k.Model(inp, x)
 
 
+def branchy():
+    """Parallel branches whose order matters: operator reordering lowers the peak."""
+    k = _keras(); L = k.layers
+    x = inp = L.Input((32, 32, 4), batch_size=1)
+    a1 = L.Conv2D(32, 3, padding="same", activation="relu")(x)
+    b1 = L.Conv2D(32, 3, padding="same", activation="relu")(x)
+    c1 = L.Conv2D(24, 1, activation="relu")(x)
+    a2 = L.Conv2D(4, 3, strides=2, padding="same")(a1)
+    b2 = L.Conv2D(4, 3, strides=2, padding="same")(b1)
+    c2 = L.Conv2D(4, 3, strides=2, padding="same")(c1)
+    y = L.Concatenate()([a2, b2, c2])
+    y = L.GlobalAveragePooling2D()(y)
+    y = L.Dense(10)(y)
+    return k.Model(inp, y)
+
+
 BUILDERS: dict[str, Callable] = {
     "plain_cnn": plain_cnn,
     "residual": residual,
@@ -182,6 +198,7 @@ BUILDERS: dict[str, Callable] = {
     "mobilenet_like_64": mobilenet_like_64,
     "mobilenet_like_96": mobilenet_like_96,
     "wide_first_layer": wide_first_layer,
+    "branchy": branchy,
 }
 
 
