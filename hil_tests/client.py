@@ -261,7 +261,8 @@ class Client:
             try:
                 self.write(b"%")
                 self.drain(self.resync_quiet, limit=max(self.timeout, 3 * self.resync_quiet))
-                rep = self.command("name", timeout=self.timeout)
+                # first try short: a device stuck in a frame is then freed by the filler of the next attempt
+                rep = self.command("name", timeout=min(self.timeout, 3.0) if attempt == 0 else self.timeout)
             except DeviceReset as exc:   # banner arrived during sync: sync again
                 last_exc = exc
                 continue

@@ -6,6 +6,9 @@
     pytest hil_tests --port socket://host:4000 --model m.tflite
     pytest hil_tests --qemu-elf build/fw/.../fw.elf --model m.tflite   # QEMU mps2-an500
     (env NETAUG_MCU_QEMU_ELF / NETAUG_MCU_QEMU_MODEL add the QEMU target to a plain `pytest` run)
+When the firmware stage can build quickly (TFLM library already compiled in its cache, arm-none-eabi-gcc and
+qemu-system-arm installed), a plain run also builds the firmware for the bundled model and runs the suite on
+QEMU mps2-an500 (NETAUG_MCU_HIL_QEMU=0 turns that off).
 """
 from __future__ import annotations
 
@@ -48,12 +51,36 @@ class Target:
         return Client(self.url, baud=self.baud, **kw).connect()
 
 
+def _firmware_toolchain():
+    """(tree, lib) when the firmware for the bundled model can be built quickly (TFLM library already
+    compiled and cached, arm-none-eabi-gcc and qemu-system-arm present), else None."""
+    if os.environ.get("NETAUG_MCU_HIL_QEMU") == "0":
+        return None
+    import shutil
+    if any(shutil.which(t) is None for t in ("qemu-system-arm", "arm-none-eabi-gcc", "make")):
+        return None
+    try:
+        from firmware import deps
+        tree, _ = deps.find_tree()
+        if tree is None:
+            return None
+        libdir = deps.library_dir(tree)
+        lib = libdir / "libtflm.a"
+        if not (lib.is_file() and (libdir / "complete").is_file()):
+            return None
+        return tree, lib
+    except Exception:  # noqa: BLE001 - firmware stage absent or broken: no automatic QEMU target
+        return None
+
+
 def _kinds(config) -> list[str]:
     if config.getoption("--port"):
         return ["port"]
     kinds = ["virtual"]
     if config.getoption("--qemu-elf"):
         kinds.append("qemu")
+    elif not config.getoption("--model") and _firmware_toolchain() is not None:
+        kinds.append("qemu-auto")   # build the firmware for the bundled model and test it on QEMU too
     return kinds
 
 
@@ -80,6 +107,17 @@ def target(request):
     elif kind == "qemu":
         url, stop = start_qemu(cfg.getoption("--qemu-elf"))
         t = Target("qemu", url, model, 115200, stop)
+    elif kind == "qemu-auto":
+        from firmware import generate as gen
+        tree, lib = _firmware_toolchain()
+        out = request.getfixturevalue("tmp_path_factory").mktemp("hil-fw")
+        try:
+            gen.generate(TINY_MODEL, board="mps2-an500", out=out, tree=tree, lib=lib, log=lambda *_: None)
+            res = gen.build(out, tree=tree, lib=lib, log=lambda *_: None)
+        except Exception as exc:  # noqa: BLE001
+            pytest.skip(f"firmware for the bundled model did not build: {str(exc).splitlines()[0][:200]}")
+        url, stop = start_qemu(res.elf)
+        t = Target("qemu", url, model, 115200, stop)
     else:
         url, stop = start_virtual_board(model)
         t = Target("virtual", url, model, 115200, stop)
@@ -96,5 +134,6 @@ def client(target):
 
 
 @pytest.fixture(scope="session")
-def limit(request) -> int:
-    return max(1, int(request.config.getoption("--limit")))
+def limit(request, target) -> int:
+    n = max(1, int(request.config.getoption("--limit")))
+    return min(n, 10) if target.kind == "qemu" and not request.config.getoption("--qemu-elf") else n
