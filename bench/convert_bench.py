@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Conversion benchmark: int8 accuracy drop vs float and conversion wall time (issue 4).
+
+Trains nothing itself unless asked: it converts a trained model.pt (default runs/demo/model.pt).
+If that is missing and --train-if-missing is given, it trains a short mbv2-tiny with
+`netaug-mcu train` first; otherwise it falls back to a random-weight zoo model (timing and op
+counts only, no accuracy).
+
+Writes bench/results/convert.json: float_top1, int8_top1, tflm_top1 (percent), seconds
+(conversion wall time: ONNX export + onnx2tf + int8 quantization + checks, excluding evaluation),
+total_seconds (with evaluation), drop_pp, targets, and what was used.
+
+  python bench/convert_bench.py                       # runs/demo/model.pt, 1000 test images
+  python bench/convert_bench.py --model runs/x/model.pt --eval-samples 10000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(REPO / "runs" / "demo" / "model.pt"), help="trained model.pt")
+    ap.add_argument("--calib-samples", type=int, default=300)
+    ap.add_argument("--eval-samples", type=int, default=1000)
+    ap.add_argument("--train-if-missing", action="store_true",
+                    help="train a short mbv2-tiny (netaug-mcu train, 3 epochs on 20k images) when --model is missing")
+    ap.add_argument("--zoo", default="mbv2-tiny", help="fallback zoo model when no checkpoint is available")
+    ap.add_argument("--work", default=str(REPO / "bench" / "work" / "convert"), help="scratch folder (gitignored)")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "convert.json"))
+    args = ap.parse_args(argv)
+
+    from converter import convert as cv
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    model_pt = Path(args.model)
+    used: dict = {}
+    if not model_pt.is_file() and args.train_if_missing:
+        run_dir = work / "train-mbv2-tiny"
+        cmd = [sys.executable, "-m", "netaug_mcu", "train", "--model", "mbv2-tiny", "--epochs", "3",
+               "--train-limit", "20000", "--out", str(run_dir), "--overwrite"]
+        print("training:", " ".join(cmd), file=sys.stderr)
+        t0 = time.time()
+        r = subprocess.run(cmd, cwd=REPO)
+        if r.returncode != 0:
+            print(f"training failed (exit {r.returncode})", file=sys.stderr)
+            return r.returncode
+        used["training"] = {"command": " ".join(cmd[2:]), "seconds": round(time.time() - t0, 1)}
+        model_pt = run_dir / "model.pt"
+
+    out_tflite = work / "model.tflite"
+    if model_pt.is_file():
+        rep = cv.convert_checkpoint(model_pt, out_tflite, calib_samples=args.calib_samples,
+                                    eval_samples=args.eval_samples)
+        used["model"] = str(model_pt.relative_to(REPO) if model_pt.is_relative_to(REPO) else model_pt)
+    else:
+        print(f"{model_pt} not found: converting random-weight zoo model {args.zoo} (no accuracy)", file=sys.stderr)
+        rep = cv.convert_zoo(args.zoo, 32, 1, 10, out_tflite, check_samples=20, use_cache=False)
+        used["model"] = f"zoo:{args.zoo} (random weights; accuracy not applicable)"
+
+    res = {
+        "float_top1": rep.get("float_top1"),
+        "int8_top1": rep.get("int8_top1"),
+        "tflm_top1": rep.get("tflm_top1"),
+        "drop_pp": (round(rep["float_top1"] - rep["int8_top1"], 2)
+                    if rep.get("float_top1") is not None and rep.get("int8_top1") is not None else None),
+        "seconds": rep["conversion_seconds"],
+        "total_seconds": rep.get("total_seconds"),
+        "targets": {"drop_pp_max": 0.3, "seconds_max": 60},
+        "agreement": rep.get("agreement"),
+        "max_logit_diff": rep.get("max_logit_diff"),
+        "tflm_vs_tflite_ref": rep.get("tflm_vs_tflite_ref"),
+        "eval_samples": rep.get("eval_samples"),
+        "calib_samples": rep.get("calib_samples"),
+        "op_histogram": rep.get("op_histogram"),
+        "macs": rep.get("macs"),
+        "weight_bytes": rep.get("weight_bytes"),
+        "file_bytes": rep.get("file_bytes"),
+        "arch": rep.get("source", {}).get("arch"),
+        "used": used,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None},
+        "versions": rep.get("versions"),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps({k: res[k] for k in ("float_top1", "int8_top1", "tflm_top1", "drop_pp", "seconds")}))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
