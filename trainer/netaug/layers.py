@@ -76,14 +76,17 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
 
     def _calib_forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
-        mean = x.mean((0, 2, 3))
-        var = (x - mean.view(1, -1, 1, 1)).pow(2).mean((0, 2, 3))
         n = x.shape[0]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            ws = torch.distributed.get_world_size()
-            stats = torch.cat([mean, var]) / ws
-            torch.distributed.all_reduce(stats)
-            mean, var = stats[:c], stats[c:]
+        dist = torch.distributed
+        synced = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        mean = x.mean((0, 2, 3))
+        if synced:  # reference: batch mean averaged across ranks, then the variance around it
+            mean = mean / dist.get_world_size()
+            dist.all_reduce(mean)
+        var = (x - mean.view(1, -1, 1, 1)).pow(2).mean((0, 2, 3))
+        if synced:
+            var = var / dist.get_world_size()
+            dist.all_reduce(var)
         self.calib.append((c, mean * n, var * n, n))
         return F.batch_norm(x, mean, var, self.weight[:c], self.bias[:c], False, 0.0, self.eps)
 
