@@ -68,11 +68,30 @@ def measure_throughput(model, samples: int, baud: int, binary: bool) -> dict:
     return res
 
 
+def measure_qemu(model, elf: str, samples: int) -> dict:
+    """The same client and runner against the firmware on QEMU mps2-an500 (UART on a pty)."""
+    import hashlib
+    from hil_tests.runner import run_latency
+    with tempfile.TemporaryDirectory() as d:
+        s = run_accuracy([f"qemu:{elf}"], str(model.path), d, limit=samples, progress=False, timeout=10.0)
+        lat = run_latency(f"qemu:{elf}", str(model.path), runs=10, warmup=2, timeout=10.0)
+    b = s["boards"][0]
+    return {"elf_sha256": hashlib.sha256(Path(elf).read_bytes()).hexdigest(), "samples": s["samples"],
+            "samples_per_s": s["samples_per_s"], "bit_exact": s["bit_exact"], "device_top1": s["device_top1"],
+            "host_tflm_top1": s["host_tflm_top1"], "transfer": b["transfer"], "board_info": b["info"],
+            "latency_median_ms": lat["median_ms"], "latency_min_ms": lat["min_ms"], "latency_max_ms": lat["max_ms"],
+            "latency_label": lat["timer_label"],
+            "note": "ELF generated and built by the firmware stage (firmware.generate, board mps2-an500, TFLM + "
+                    "CMSIS-NN); QEMU serial is a pty, so samples/s reflect QEMU's UART emulation, not 115200 baud"}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(ROOT / "hil_tests" / "data" / "tiny_fmnist32.tflite"))
     ap.add_argument("--samples", type=int, default=600)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "hil.json"))
+    ap.add_argument("--qemu-elf", help="also measure this mps2-an500 firmware ELF (built for --model) on QEMU")
+    ap.add_argument("--qemu-samples", type=int, default=100)
     args = ap.parse_args()
     model = load_model(args.model)
     n = model.input.nbytes
@@ -120,6 +139,8 @@ def main() -> int:
                     "loadavg_1min_at_end": round(os.getloadavg()[0], 2)},
         "bench_wall_s": round(time.time() - t0, 1),
     }
+    if args.qemu_elf:
+        result["qemu"] = measure_qemu(model, args.qemu_elf, args.qemu_samples)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))}, indent=2))
