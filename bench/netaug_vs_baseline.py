@@ -379,6 +379,9 @@ def main(argv=None) -> int:
                     help="evaluate the baseline with its running BN statistics (the reference does); by "
                     "default it gets the same BN re-calibration as NetAug")
     ap.add_argument("--no-equal-wall-clock", action="store_true", help="skip the netaug_short arm")
+    ap.add_argument("--short-epochs", type=int, default=None,
+                    help="epochs of the equal-wall-clock NetAug arm (default: round(epochs / measured "
+                    "epoch_time_ratio)); fix it when seeds run in separate processes")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--data-dir", default=None)
@@ -442,7 +445,8 @@ def _main(args) -> int:
         model=args.model, resolution=args.resolution, train_images=args.train_images,
         test_images=args.test_images, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         aug_width=args.aug_width, aug_expand=args.aug_expand, alpha=args.alpha, device=args.device,
-        baseline_reset_bn=bool(args.baseline_reset_bn), quick=bool(args.quick))
+        baseline_reset_bn=bool(args.baseline_reset_bn), short_epochs_fixed=args.short_epochs,
+        quick=bool(args.quick))
     t_start = time.perf_counter()
 
     def log(s):
@@ -459,7 +463,7 @@ def _main(args) -> int:
             f"{runs[('netaug', s)]['final_test_top1']:.2f}%")
     if not args.no_equal_wall_clock:
         ratio = summarise(args, runs, protocol)["epoch_time_ratio"]
-        e_short = max(2, round(args.epochs / ratio))
+        e_short = args.short_epochs or max(2, round(args.epochs / ratio))
         for s in args.seeds:
             runs[("netaug_short", s)] = run_arm("netaug", s, e_short, args, data, device, work, log) | \
                 {"arm": "netaug_short"}
