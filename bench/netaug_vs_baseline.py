@@ -311,7 +311,7 @@ def write_outputs(res: dict, out: Path) -> None:
     out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
     p = res["protocol"]
     lines = [f"# NetAug vs baseline on Fashion-MNIST ({res.get('model')})", "",
-             f"Protocol: {p['description']}", ""]
+             f"Protocol: {p['description']}", ""] + ([f"Note: {p['note']}", ""] if p.get("note") else [])
     if "baseline_top1_mean" in res:
         lines += ["| arm | epochs | test top-1 (mean ± sd) | train top-1 | epoch s |", "|---|---|---|---|---|",
                   f"| baseline | {res['epochs']} | {res['baseline_top1_mean']:.2f} ± {res['baseline_top1_std']:.2f} | "
@@ -388,6 +388,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=str(ROOT / "bench/work/netaug"), help="resumable per-run state")
     ap.add_argument("--out", default=str(ROOT / "bench/results/netaug_fashion_mnist"),
                     help="output path stem (.json/.md/.png)")
+    ap.add_argument("--note", default=None, help="free text stored as protocol.note (how the run was executed)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 384 images at 12x12, 2 epochs, 2 seeds (< 1 min)")
     args = ap.parse_args(argv)
     try:
@@ -447,6 +448,8 @@ def _main(args) -> int:
         aug_width=args.aug_width, aug_expand=args.aug_expand, alpha=args.alpha, device=args.device,
         baseline_reset_bn=bool(args.baseline_reset_bn), short_epochs_fixed=args.short_epochs,
         quick=bool(args.quick))
+    if args.note:
+        protocol["note"] = args.note
     t_start = time.perf_counter()
 
     def log(s):
