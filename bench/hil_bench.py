@@ -138,6 +138,7 @@ def main() -> int:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "loadavg_1min_at_end": round(os.getloadavg()[0], 2)},
         "bench_wall_s": round(time.time() - t0, 1),
+        "command": "python bench/hil_bench.py " + " ".join(sys.argv[1:]),
     }
     if args.qemu_elf:
         result["qemu"] = measure_qemu(model, args.qemu_elf, args.qemu_samples)

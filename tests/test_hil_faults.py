@@ -129,7 +129,7 @@ def test_sharding_matches_single_board(tmp_path, clean):
         for b in boards:
             b.stop()
     assert s["complete"] and s["confusion_matrix"] == clean["summary"]["confusion_matrix"]
-    assert all(b["samples"] > 0 for b in s["boards"]), s["boards"]
+    assert sum(b["samples"] > 0 for b in s["boards"]) >= 2, s["boards"]   # the work really was shared
     assert sum(b["samples"] for b in s["boards"]) == N
     _assert_same_as_clean(tmp_path, clean)
 
