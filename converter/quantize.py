@@ -91,8 +91,9 @@ def _save_log(log: str) -> str:
         d.mkdir(parents=True, exist_ok=True)
         p = d / f"onnx2tf-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
         p.write_text(log)
-        tail = "\n".join(log.splitlines()[-15:])
-        print(f"--- onnx2tf log tail ---\n{tail}\n--- end (full log {p}) ---", file=sys.stderr)
+        if os.environ.get("NETAUG_MCU_DEBUG") == "1":  # errors stay one line unless debugging
+            tail = "\n".join(log.splitlines()[-15:])
+            print(f"--- onnx2tf log tail ---\n{tail}\n--- end (full log {p}) ---", file=sys.stderr)
         return str(p)
     except OSError:
         return "unsaved"

@@ -177,7 +177,7 @@ def describe_onnx_node(onnx_name: str) -> str:
     name = onnx_name[2:] if onnx_name.startswith("wa/") else onnx_name.lstrip("/")
     parts = [p for p in name.split("/") if p]
     if len(parts) < 2:
-        return onnx_name
+        return f"ONNX node /{'/'.join(parts)}"
     kind = parts[-1]
     path: list[str] = []
     for scope in parts[:-1]:

@@ -449,3 +449,23 @@ def test_zoo_default_resolution_has_no_pad_transpose(name, tmp_path):
     rep = cv.convert_zoo(name, None, 3, 10, tmp_path / "m.tflite", check_samples=3, quiet=True)
     assert not set(rep["op_histogram"]) & {"PAD", "PADV2", "TRANSPOSE"}
     assert rep["tflm_vs_tflite_ref"]["bit_exact"]
+
+
+def test_op_tflm_lacks_is_named_with_its_layer(tmp_path):
+    """A real conversion producing TOPK_V2 (a TFLite builtin TFLM does not implement) is refused."""
+
+    class TopK(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+
+        def forward(self, x):
+            return torch.topk(self.conv(x).mean((2, 3)), 2).values
+
+    assert "TOPK_V2" not in TFLM_BUILTIN_OPS
+    out = tmp_path / "topk.tflite"
+    with pytest.raises(ConvertError, match=r"op #\d+ TOPK_V2 is not supported by TFLM .*TopK"):
+        cv.convert_module(TopK().eval(), {"resolution": 8, "channels": 1}, out,
+                          calib=np.random.default_rng(0).standard_normal((4, 8, 8, 1)).astype(np.float32),
+                          quiet=True)
+    assert list(tmp_path.iterdir()) == []
