@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
 """Conversion benchmark: int8 accuracy drop vs float and conversion wall time (issue 4).
 
-Trains nothing itself unless asked: it converts a trained model.pt (default runs/demo/model.pt).
-If that is missing and --train-if-missing is given, it trains a short mbv2-tiny with
-`netaug-mcu train` first; otherwise it falls back to a random-weight zoo model (timing and op
-counts only, no accuracy).
+It converts a trained model.pt (default runs/demo/model.pt). If that is missing it trains a short
+mbv2-tiny with `netaug-mcu train` (3 epochs on 10k images, into bench/work/) unless --no-train is
+given or the trainer is absent, in which case it falls back to a random-weight zoo model (timing
+and op counts only, no accuracy).
 
 Writes bench/results/convert.json: float_top1, int8_top1, tflm_top1 (percent), seconds
 (conversion wall time: ONNX export + onnx2tf + int8 quantization + checks, excluding evaluation),
 total_seconds (with evaluation), drop_pp, targets, and what was used.
 
-  python bench/convert_bench.py                       # runs/demo/model.pt, 1000 test images
-  python bench/convert_bench.py --model runs/x/model.pt --eval-samples 10000
+  python bench/convert_bench.py                       # runs/demo/model.pt, all 10k test images
+  python bench/convert_bench.py --model runs/x/model.pt --eval-samples 1000
 """
 from __future__ import annotations
 
@@ -32,9 +32,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(REPO / "runs" / "demo" / "model.pt"), help="trained model.pt")
     ap.add_argument("--calib-samples", type=int, default=300)
-    ap.add_argument("--eval-samples", type=int, default=1000)
-    ap.add_argument("--train-if-missing", action="store_true",
-                    help="train a short mbv2-tiny (netaug-mcu train, 3 epochs on 20k images) when --model is missing")
+    ap.add_argument("--eval-samples", type=int, default=10000, help="test images (default: all 10k)")
+    ap.add_argument("--no-train", action="store_true",
+                    help="do not train a short mbv2-tiny when --model is missing (use the zoo fallback)")
+    ap.add_argument("--train-epochs", type=int, default=3)
+    ap.add_argument("--train-limit", type=int, default=10000)
     ap.add_argument("--zoo", default="mbv2-tiny", help="fallback zoo model when no checkpoint is available")
     ap.add_argument("--work", default=str(REPO / "bench" / "work" / "convert"), help="scratch folder (gitignored)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "convert.json"))
@@ -46,10 +48,17 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     model_pt = Path(args.model)
     used: dict = {}
-    if not model_pt.is_file() and args.train_if_missing:
-        run_dir = work / "train-mbv2-tiny"
-        cmd = [sys.executable, "-m", "netaug_mcu", "train", "--model", "mbv2-tiny", "--epochs", "3",
-               "--train-limit", "20000", "--out", str(run_dir), "--overwrite"]
+    import importlib.util
+
+    trainer_cli = importlib.util.find_spec("trainer.cli") is not None
+    run_dir = work / "train-mbv2-tiny"
+    if not model_pt.is_file() and (run_dir / "model.pt").is_file() and args.model == ap.get_default("model"):
+        model_pt = run_dir / "model.pt"          # trained by an earlier bench run
+        used["training"] = "earlier bench run (bench/work/convert/train-mbv2-tiny)"
+    if not model_pt.is_file() and not args.no_train and trainer_cli:
+        cmd = [sys.executable, "-m", "netaug_mcu", "train", "--model", "mbv2-tiny", "--epochs",
+               str(args.train_epochs), "--train-limit", str(args.train_limit), "--out", str(run_dir),
+               "--overwrite"]
         print("training:", " ".join(cmd), file=sys.stderr)
         t0 = time.time()
         r = subprocess.run(cmd, cwd=REPO)
