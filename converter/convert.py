@@ -235,7 +235,10 @@ def calibration_inputs(preprocess: dict, n: int, dataset: str | None = None, see
     ds = dataset or preprocess.get("dataset", "fashion-mnist")
     x, _, _ = _load_images(ds, "train", int(preprocess["channels"]))
     idx = np.random.default_rng(seed).permutation(len(x))[:n]
-    return prep(x[np.sort(idx)], preprocess)
+    try:
+        return prep(x[np.sort(idx)], preprocess)
+    except ValueError as exc:
+        raise ConvertError(f"cannot preprocess {ds} images: {exc}") from exc
 
 
 def evaluation_inputs(preprocess: dict, n: int, dataset: str | None = None):
@@ -245,7 +248,10 @@ def evaluation_inputs(preprocess: dict, n: int, dataset: str | None = None):
     ds = dataset or preprocess.get("dataset", "fashion-mnist")
     x, y, classes = _load_images(ds, "test", int(preprocess["channels"]))
     n = len(x) if n is None or n <= 0 else min(n, len(x))
-    return prep(x[:n], preprocess), y[:n], classes
+    try:
+        return prep(x[:n], preprocess), y[:n], classes
+    except ValueError as exc:
+        raise ConvertError(f"cannot preprocess {ds} images: {exc}") from exc
 
 
 # ---------------------------------------------------------------- public entry points
