@@ -314,26 +314,30 @@ def analyze(src, target: str = "cortex-m7", *, board_overhead: dict | None = Non
     for op in model.operators:
         if op.name in od:
             tail.alloc(od[op.name], ALIGN, "Persistent buffer data")
-    # 5. Prepare: per-channel arrays, scratch requests; transient temp tensors
+    # 5. Prepare: temporary TfLiteTensors in TEMP (above the scratch-request array in HEAD), then
+    #    per-channel arrays in the tail, scratch requests; then the request array is resized.
+    #    AllocateTemp checks against the *current* tail; AllocatePersistentBuffer only against head_.
     scratch_reqs: list[tuple[int, int]] = []  # (op index, bytes)
-    prepare_peak = 0
+    need = _up(sbr * MAX_SCRATCH_PER_OP, 8) + tail.used  # InitScratchBufferData
     tsz, tal = S["TfLiteTensor"]
     qsz, qal = S["TfLiteAffineQuantization"]
     for op in model.operators:
         persist, scratch = kernel_allocations(model, op, facts)
-        for p in persist:
-            tail.alloc(p, ALIGN, "Persistent buffer data")
-        for s in scratch:
-            scratch_reqs.append((op.index, s))
-        # transient during this op's Prepare: request array + temp TfLiteTensors of its I/O
-        req_bytes = _up(sbr * (len(scratch_reqs) + MAX_SCRATCH_PER_OP), 8)
-        temp = 0
+        temp = sbr * (len(scratch_reqs) + MAX_SCRATCH_PER_OP)
         for ti in [i for i in op.inputs if i >= 0] + op.outputs:
             temp = _up(temp, tal) + tsz
             if T[ti].scales > 0 and T[ti].zero_points > 0:
                 temp = _up(temp, qal) + qsz
                 temp = _up(temp, 4) + 4 + 4 * T[ti].scales
-        prepare_peak = max(prepare_peak, tail.used + _up(req_bytes, ALIGN) + temp)
+        temp += facts.get("prepare_temp_adjust", 0)  # calibrated (host wheel), see targets.json
+        need = max(need, tail.used + temp)
+        for p in persist:
+            tail.alloc(p, ALIGN, "Persistent buffer data")
+            if facts.get("persistent_checks_temp"):  # allocator refuses tail allocations below temp_
+                need = max(need, tail.used + temp)
+        for s_ in scratch:
+            scratch_reqs.append((op.index, s_))
+        need = max(need, tail.used + sbr * (len(scratch_reqs) + MAX_SCRATCH_PER_OP))  # ResizeBuffer
     # 6. FinishModelAllocation
     if scratch_reqs:
         tail.alloc(S["ScratchBufferHandle"][0] * len(scratch_reqs), S["ScratchBufferHandle"][1], "allocator objects")
@@ -389,11 +393,13 @@ def analyze(src, target: str = "cortex-m7", *, board_overhead: dict | None = Non
         owners.append(("scratch", oi))
     offsets, head = greedy_plan(buffers, offl)
 
-    # planning transient: request array (head) + AllocationInfo + subgraph offsets + planner scratch
-    ai = S["AllocationInfo"][0] * (n_t + len(scratch_reqs))
-    req_bytes = _up(sbr * (len(scratch_reqs) + MAX_SCRATCH_PER_OP), 8)
-    plan_temp = _up(req_bytes, ALIGN) + _up(ai, ALIGN) + _up(ptr * model.n_subgraphs, ALIGN) + 40 * len(buffers)
-    plan_peak = tail.used + max(plan_temp, _up(head, ALIGN))
+    # planning: TEMP = subgraph offsets + AllocationInfo[] above the request array, then the planner
+    # takes all remaining (16-aligned) memory and needs 40 B per planned buffer; then the head is
+    # reserved at the plan's high-water mark.
+    temp = sbr * (len(scratch_reqs) + MAX_SCRATCH_PER_OP)
+    temp = _up(temp, ptr) + ptr * model.n_subgraphs
+    temp = _up(temp, S["AllocationInfo"][1]) + S["AllocationInfo"][0] * (n_t + len(scratch_reqs))
+    need = max(need, _up(tail.used, ALIGN) + _up(temp, ALIGN) + 40 * len(buffers), tail.used + head)
 
     # 7. graph I/O persistent TfLiteTensors
     for group in (model.inputs, model.outputs):
@@ -406,7 +412,7 @@ def analyze(src, target: str = "cortex-m7", *, board_overhead: dict | None = Non
                 tail.alloc(4 + 4 * t.scales, 4, "Persistent TfLiteTensor quantization data")
 
     arena = head + tail.used
-    min_arena = max(arena, prepare_peak, plan_peak)
+    min_arena = _up(max(arena, need), ALIGN)
 
     # per-op memory table
     ops_mem: list[OpMemory] = []

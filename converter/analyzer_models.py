@@ -94,6 +94,15 @@ def fc_only():
     return k.Model(inp, x)
 
 
+def fc_wide():
+    """Tiny activations, wide per-channel FC: the Prepare-time transients set the minimum arena."""
+    k = _keras(); L = k.layers
+    x = inp = L.Input((16,), batch_size=1)
+    x = L.Dense(256, activation="relu")(x)
+    x = L.Dense(8)(x)
+    return k.Model(inp, x)
+
+
 def depthwise():
     k = _keras(); L = k.layers
     x = inp = L.Input((48, 48, 3), batch_size=1)
@@ -199,6 +208,7 @@ BUILDERS: dict[str, Callable] = {
     "mobilenet_like_96": mobilenet_like_96,
     "wide_first_layer": wide_first_layer,
     "branchy": branchy,
+    "fc_wide": fc_wide,
 }
 
 
@@ -236,6 +246,23 @@ def model_path(name: str, cache_dir: Path | None = None) -> Path:
     tf.random.set_seed(0)
     np.random.seed(0)
     data = convert_keras_int8(BUILDERS[name]())
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
+
+
+def float_model_path(cache_dir: Path | None = None) -> Path:
+    """plain_cnn converted WITHOUT quantization (float32 in/out and kernels): an input the analyzer rejects."""
+    cache_dir = Path(cache_dir or CACHE_DIR)
+    path = cache_dir / f"float_plain_cnn-{_key('plain_cnn')}.tflite"
+    if path.exists() and path.stat().st_size > 0:
+        return path
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    tf.random.set_seed(0)
+    data = tf.lite.TFLiteConverter.from_keras_model(plain_cnn()).convert()
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
