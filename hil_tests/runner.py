@@ -254,14 +254,30 @@ def _run_accuracy(ports, model, xq, labels, n, out, jpath, already, todo, datase
     cnt_lock = threading.Lock()
     stop_all = threading.Event()
 
+    active = {"n": len(clients)}
+
     def worker(k: int) -> None:
+        try:
+            _work(k)
+        except Exception as exc:  # noqa: BLE001 - e.g. the journal's disk is full: stop, keep what is written
+            shard_results[k].error = f"{type(exc).__name__}: {exc}"
+            stop_all.set()
+        finally:
+            with cnt_lock:
+                active["n"] -= 1
+
+    def _work(k: int) -> None:
         c, sr = clients[k], shard_results[k]
         ref = HostReference(model)
         while not stop_all.is_set():
             try:
-                i = work.get_nowait()
+                i = work.get(timeout=0.05)
             except queue.Empty:
-                return
+                # Stay while another board still works: if it fails, its sample comes back to the queue.
+                with cnt_lock:
+                    if counter["done"] >= len(todo) or active["n"] <= 1:
+                        return
+                continue
             x = xq[i]
             try:
                 q = c.classify(x.tobytes())
