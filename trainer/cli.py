@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 TRAIN_EPILOG = """\
 examples:
@@ -152,9 +151,13 @@ def cmd_train(args) -> int:
     result = run_training(cfg)
     m = result.get("metrics")
     if m is not None:  # rank 0
-        out = result["out"]
-        print(f"outputs in {out}/: model.pt (val {m['val_top1']:.2f}%"
-              + (f", test {m['test_top1']:.2f}%" if m.get("test_top1") is not None else "")
-              + "), model_last.pt, metrics.jsonl, curves.png, checkpoint.pt, summary.json",
-              file=sys.stdout, flush=True)
+        from pathlib import Path
+
+        out = Path(result["out"])
+        files = [f for f in ("model.pt", "model_last.pt", "metrics.jsonl", "curves.png",
+                             "checkpoint.pt", "summary.json") if (out / f).exists()]
+        acc = f"val {m['val_top1']:.2f}%" + (f", test {m['test_top1']:.2f}%"
+                                             if m.get("test_top1") is not None else "")
+        print(f"outputs in {out}/: {', '.join(files)} (model.pt: epoch {m['selected_epoch']}, "
+              f"{acc})", flush=True)
     return 0
