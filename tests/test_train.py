@@ -206,6 +206,29 @@ def test_init_from_new_classifier(tmp_path, small_ds):
         engine.init_from(m3, str(tmp_path / "junk.pt"), _cfg(tmp_path))
 
 
+def test_knowledge_distillation_from_a_teacher(tmp_path, small_ds):
+    pytest.importorskip("trainer.kd", reason="trainer/kd.py not in this checkout")
+    ds = _subset(small_ds, 64)
+    engine.run_training(_cfg(tmp_path / "t", model="mcunet-in0"), dataset=ds, log=lambda s: None)
+    teacher = str(tmp_path / "t/run/model.pt")
+    plain = engine.run_training(_cfg(tmp_path / "p"), dataset=ds, log=lambda s: None)
+    kd = engine.run_training(_cfg(tmp_path / "k", teacher=teacher, kd_weight=2.0,
+                                  kd_temperature=4.0), dataset=ds, log=lambda s: None)
+    m = torch.load(tmp_path / "k/run/model.pt", weights_only=False)
+    assert m["train_config"]["kd_weight"] == 2.0 and m["train_config"]["teacher"] == teacher
+    assert m["arch"]["name"] == "mbv2-tiny"  # the student is exported, not the teacher
+    # the KD term is part of the optimised (and reported) loss
+    assert kd["history"][0]["train_loss"] != pytest.approx(plain["history"][0]["train_loss"],
+                                                           abs=1e-3)
+    # a teacher with other classes is refused
+    obj = torch.load(teacher, weights_only=False)
+    obj["arch"]["num_classes"] = 3
+    torch.save(obj, tmp_path / "t3.pt")
+    with pytest.raises(TrainError, match="classes"):
+        engine.run_training(_cfg(tmp_path / "k3", teacher=str(tmp_path / "t3.pt")), dataset=ds,
+                            log=lambda s: None)
+
+
 def test_config_file_and_overrides(tmp_path):
     from trainer.config import load_config_file
 

@@ -457,7 +457,7 @@ def _run(cfg, info, device, model_factory, strategy, dataset, on_epoch_end, log)
     init_info = init_from(model, cfg.init_from, cfg) if cfg.init_from else None
     model = model.to(device)
     if strategy is None:
-        strategy = build_strategy(cfg, ds.num_classes, device)
+        strategy = build_strategy(cfg, ds.num_classes, device, pre.as_dict())
     module = strategy.prepare(model).to(device)
     if info.enabled:
         ddp_kw = {"device_ids": [device.index]} if device.type == "cuda" else {}

@@ -139,19 +139,23 @@ class BaselineStrategy(Strategy):
         return d
 
 
-def _load_teacher(cfg, num_classes: int, device: torch.device) -> nn.Module | None:
+def _load_teacher(cfg, num_classes: int, device: torch.device,
+                  preprocess: dict | None) -> nn.Module | None:
     if not cfg.teacher:
         return None
     try:
         from . import kd
     except ModuleNotFoundError as exc:
         raise TrainError("--teacher needs trainer/kd.py, which is not in this checkout") from exc
-    return kd.load_teacher(cfg.teacher, num_classes=num_classes, device=device)
+    # the teacher adapts the student's batches (channels, resolution, normalisation) to its own
+    return kd.load_teacher(cfg.teacher, num_classes=num_classes, device=device,
+                           student_preprocess=preprocess)
 
 
-def build_strategy(cfg, num_classes: int, device: torch.device) -> Strategy:
+def build_strategy(cfg, num_classes: int, device: torch.device,
+                   preprocess: dict | None = None) -> Strategy:
     """The strategy a `TrainConfig` asks for (baseline, KD, NetAug, NetAug+KD)."""
-    teacher = _load_teacher(cfg, num_classes, device)
+    teacher = _load_teacher(cfg, num_classes, device, preprocess)
     if cfg.netaug:
         try:
             from .netaug.strategy import NetAugStrategy
