@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "hil_tests" / "data" / "tiny_fmnist32.tflite"
 MODEL16 = ROOT / "hil_tests" / "data" / "tiny_fmnist16.tflite"
 N = 40
-FAST = dict(progress=False, timeout=1.0, infer_timeout=2.0)
+FAST = dict(progress=False, timeout=1.0, infer_timeout=1.0)
 
 
 def _run(out, faults=(), n=N, resume=False, **kw):
@@ -146,6 +146,20 @@ def test_sharding_survives_one_board_vanishing(tmp_path, clean):
     assert s["boards"][0]["error"] and "vanished" in s["boards"][0]["error"]
     assert s["boards"][0]["samples"] == 5 and s["boards"][1]["samples"] == N - 5
     _assert_same_as_clean(tmp_path, clean)
+
+
+def test_sharding_idle_board_takes_over_a_late_failure(tmp_path, clean):
+    """Board 0 hangs on its 4th sample while board 1 empties the queue; board 1 must wait and take it over."""
+    boards = [VirtualBoard(MODEL, faults=Faults.parse(["silent-after=3"])), VirtualBoard(MODEL)]
+    try:
+        urls = [b.start() for b in boards]
+        s = run_accuracy(urls, str(MODEL), str(tmp_path), limit=20, **FAST)
+    finally:
+        for b in boards:
+            b.stop()
+    assert s["complete"] and s["boards"][0]["error"] and "silent" in s["boards"][0]["error"]
+    assert s["boards"][0]["samples"] == 3 and s["boards"][1]["samples"] == 17
+    _assert_same_as_clean(tmp_path, clean, n=20)
 
 
 def test_hex_transfer_gives_identical_results(tmp_path, clean):
