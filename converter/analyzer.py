@@ -276,10 +276,31 @@ class _Tail:
 
 
 def analyze(src, target: str = "cortex-m7", *, board_overhead: dict | None = None) -> Analysis:
-    """Analyze a .tflite (path or bytes) for `target` ('cortex-m7' or 'host')."""
+    """Analyze a .tflite (path, bytes or parsed TFLiteModel) for `target` ('cortex-m7' or 'host').
+
+    Raises TFLiteError / AnalyzerError (exit_code 2, one-line message) for invalid input.
+    """
     facts = target_facts(target)
     model = src if isinstance(src, TFLiteModel) else load(src)
     validate_for_tflm(model)
+    for op in model.operators:
+        if not op.outputs or any(t < 0 for t in op.outputs):
+            raise AnalyzerError(f"operator {op.index} ({op.name}) has no output tensor")
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") and len(op.inputs) < 2:
+            raise AnalyzerError(f"operator {op.index} ({op.name}) lacks its weights input")
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D") and (len(model.tensors[op.inputs[1]].shape) != 4
+                                                            or op.inputs[0] < 0):
+            raise AnalyzerError(f"operator {op.index} ({op.name}) has a malformed filter/input")
+    for ti in model.inputs + model.outputs:
+        if ti < 0:
+            raise AnalyzerError("graph input/output refers to no tensor")
+    try:
+        return _analyze(model, target, facts, board_overhead)
+    except (IndexError, KeyError, ValueError, ZeroDivisionError, TypeError, OverflowError) as exc:
+        raise AnalyzerError(f"unsupported or inconsistent model structure ({type(exc).__name__}: {exc})") from None
+
+
+def _analyze(model: TFLiteModel, target: str, facts: dict, board_overhead: dict | None) -> Analysis:
     S = facts["structs"]
     notes: list[str] = []
     T = model.tensors
