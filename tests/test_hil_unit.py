@@ -210,7 +210,10 @@ def test_report_from_results(tmp_path):
 # ---- packaging constraints / targets -------------------------------------------------------------
 def test_hil_tests_import_no_torch_tensorflow_trainer():
     code = ("import sys, hil_tests.cli, hil_tests.client, hil_tests.runner, hil_tests.virtual_board, "
-            "hil_tests.report, hil_tests.targets;"
+            "hil_tests.report, hil_tests.targets, hil_tests.dataset as D;"
+            "from hil_tests.model import load_model, HostReference; from hil_tests.runner import prepare_inputs;"
+            "m = load_model('hil_tests/data/tiny_fmnist32.tflite'); x, y, _ = prepare_inputs(m, limit=4);"
+            "HostReference(m).run(x[0]);"
             "bad=[m for m in ('torch','tensorflow','trainer') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
