@@ -196,11 +196,15 @@ def collect(out: Path) -> dict:
 
 
 def _budget(check: dict | None, key: str) -> tuple[int | None, int | None]:
-    """(used, limit) bytes for 'sram' or 'flash' from check.json."""
+    """(used, limit) bytes for 'sram' (arena + stack/heap/firmware reserve) or 'flash' from check.json."""
     if not check:
         return None, None
-    c = check.get(key) or {}
-    return c.get("used_bytes"), c.get("budget_bytes")
+    try:
+        if key == "sram":
+            return check["min_arena_bytes"] + check["reserve_bytes"], check["sram_bytes"]
+        return check["flash_bytes"], check["flash_budget"]
+    except KeyError:
+        return None, None
 
 
 def plot_budget(data: dict, png: Path) -> None:
@@ -235,6 +239,10 @@ def _pct(v) -> str:
     return "—" if v is None else f"{v:.2f} %"
 
 
+def _ms(v) -> str:
+    return "—" if v is None else f"{v:.3f} ms"
+
+
 def _kib(v) -> str:
     return "—" if v is None else f"{v / 1024:.1f} KiB ({v:,} B)"
 
@@ -263,9 +271,9 @@ def render_report(demo: Demo, d: dict) -> str:
     L += [f"| tensor arena (cortex-m7) | {_kib(an.get('arena_bytes'))} | analyze (peak op: {an.get('peak_op', '—')}) |",
           f"| flash estimate | {_kib(an.get('flash_bytes'))} | analyze |",
           f"| fits {ck.get('board', '?')} | {ck.get('fits', '—')} | check |",
-          f"| latency, virtual board (host time) | {lv.get('median_ms', '—')} ms median | hil latency |"]
+          f"| latency, virtual board (host time) | {_ms(lv.get('median_ms'))} median, p90 {_ms(lv.get('p90_ms'))} | hil latency, {lv.get('runs', '?')} runs |"]
     if lq:
-        L += [f"| latency, QEMU (instruction-count proxy) | {lq.get('median_ms', '—')} ms median | hil latency |"]
+        L += [f"| latency, QEMU (instruction-count proxy) | {_ms(lq.get('median_ms'))} median | hil latency, {lq.get('runs', '?')} runs |"]
     L += [""]
     for title, png in (("Training curves", out / "train" / "curves.png"),
                        ("Per-operator memory (cortex-m7) with the SRAM budget", out / "memory.png"),
