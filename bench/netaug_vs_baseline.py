@@ -388,6 +388,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=str(ROOT / "bench/work/netaug"), help="resumable per-run state")
     ap.add_argument("--out", default=str(ROOT / "bench/results/netaug_fashion_mnist"),
                     help="output path stem (.json/.md/.png)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="train nothing: summarise the finished runs found in --work (seeds with both arms)")
     ap.add_argument("--note", default=None, help="free text stored as protocol.note (how the run was executed)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 384 images at 12x12, 2 epochs, 2 seeds (< 1 min)")
     args = ap.parse_args(argv)
@@ -457,6 +459,22 @@ def _main(args) -> int:
 
     log(f"protocol: {protocol['description']}")
     runs: dict = {}
+    if args.report_only:
+        for s in args.seeds:
+            for arm in ("baseline", "netaug"):
+                f = work / f"{arm}_s{s}_e{args.epochs}.json"
+                if f.exists():
+                    runs[(arm, s)] = json.loads(f.read_text())
+            if args.short_epochs and (work / f"netaug_s{s}_e{args.short_epochs}.json").exists():
+                runs[("netaug_short", s)] = json.loads((work / f"netaug_s{s}_e{args.short_epochs}.json").read_text())
+        res = summarise(args, runs, protocol)
+        if "baseline_top1_mean" not in res:
+            raise BenchError(f"no seed has both arms finished in {work}")
+        res["seeds_requested"] = args.seeds
+        write_outputs(res, out)
+        log(f"seeds {res['seeds']}: baseline {res['baseline_top1_mean']:.2f} netaug {res['netaug_top1_mean']:.2f} "
+            f"gain {res['gain_pp']:+.2f} (SE {res['gain_se_pp']}) -> {out.with_suffix('.json')}")
+        return 0
     for s in args.seeds:
         for arm in ("baseline", "netaug"):
             runs[(arm, s)] = run_arm(arm, s, args.epochs, args, data, device, work, log)
