@@ -37,7 +37,7 @@ def register(sub) -> None:
         description="Check a .tflite against a board budget: arena (exact TFLM model) + reserve <= SRAM and "
                     "model + code <= flash. Exit 0 = fits, 1 = over budget (by how much, the peak op, what "
                     "would help), 2 = invalid input.")
-    p.add_argument("model", help=".tflite file")
+    p.add_argument("model", nargs="+", help=".tflite file(s) (several: e.g. from a pre-commit hook)")
     p.add_argument("--board", default=None, help="board profile (default stm32f746g-disco unless --sram/--flash "
                                                   "are both given); see --list-boards")
     p.add_argument("--sram", help="override SRAM available to the arena region, e.g. 320K")
@@ -202,17 +202,20 @@ def check_model(model_path: str, budget, target: str | None = None) -> dict:
     }
 
 
-def _junit(res: dict, path: str) -> None:
+def _junit(results: list[dict], path: str) -> None:
     from xml.sax.saxutils import escape, quoteattr
-    name = f"fits {res['board']}"
-    body = ""
-    if not res["fits"]:
-        msg = (f"over budget: RAM +{res['ram_over_bytes']} B, flash +{res['flash_over_bytes']} B; peak {res['peak_op']}")
-        body = f"<failure message={quoteattr(msg)}>{escape(json.dumps(res, indent=1))}</failure>"
-    xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuites><testsuite name="netaug-mcu check" tests="1" '
-           f'failures="{0 if res["fits"] else 1}" errors="0"><testcase classname={quoteattr(Path(res["model"]).name)} '
-           f'name={quoteattr(name)}>{body}<system-out>{escape(json.dumps(res))}</system-out></testcase>'
-           f'</testsuite></testsuites>\n')
+    cases = []
+    for res in results:
+        body = ""
+        if not res["fits"]:
+            msg = (f"over budget: RAM +{res['ram_over_bytes']} B, flash +{res['flash_over_bytes']} B; "
+                   f"peak {res['peak_op']}")
+            body = f"<failure message={quoteattr(msg)}>{escape(json.dumps(res, indent=1))}</failure>"
+        cases.append(f'<testcase classname={quoteattr(Path(res["model"]).name)} name={quoteattr("fits " + res["board"])}>'
+                     f'{body}<system-out>{escape(json.dumps(res))}</system-out></testcase>')
+    fails = sum(not r["fits"] for r in results)
+    xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuites><testsuite name="netaug-mcu check" '
+           f'tests="{len(results)}" failures="{fails}" errors="0">{"".join(cases)}</testsuite></testsuites>\n')
     Path(path).write_text(xml)
 
 
@@ -228,23 +231,25 @@ def cmd_check(args) -> int:
     if board is None and not (args.sram and args.flash):
         board = "stm32f746g-disco"
     bud = boards.budget(board, args.sram, args.flash, args.reserve)
-    res = check_model(args.model, bud, args.target)
+    results = [check_model(m, bud, args.target) for m in args.model]
+    doc = results[0] if len(results) == 1 else results
     if args.json_out == "-":
-        print(json.dumps(res, indent=1))
+        print(json.dumps(doc, indent=1))
     elif args.json_out:
-        Path(args.json_out).write_text(json.dumps(res, indent=1) + "\n")
+        Path(args.json_out).write_text(json.dumps(doc, indent=1) + "\n")
     if args.junit:
-        _junit(res, args.junit)
+        _junit(results, args.junit)
     if args.json_out != "-":
-        status = "FITS" if res["fits"] else "OVER BUDGET"
-        print(f"{status}: {Path(args.model).name} on {res['board']} (target {res['target']})")
-        print(f"  RAM  : arena {res['min_arena_bytes']:,} B of {res['arena_budget']:,} B "
-              f"(SRAM {res['sram_bytes']:,} - reserve {res['reserve_bytes']:,}); margin {res['ram_margin_bytes']:,} B")
-        print(f"  flash: {res['flash_bytes']:,} B of {res['flash_budget']:,} B; margin {res['flash_margin_bytes']:,} B")
-        print(f"  peak op: {res['peak_op']}")
-        for s in res["suggestions"]:
-            print(f"  help: {s}")
-    return 0 if res["fits"] else 1
+        for res in results:
+            status = "FITS" if res["fits"] else "OVER BUDGET"
+            print(f"{status}: {Path(res['model']).name} on {res['board']} (target {res['target']})")
+            print(f"  RAM  : arena {res['min_arena_bytes']:,} B of {res['arena_budget']:,} B "
+                  f"(SRAM {res['sram_bytes']:,} - reserve {res['reserve_bytes']:,}); margin {res['ram_margin_bytes']:,} B")
+            print(f"  flash: {res['flash_bytes']:,} B of {res['flash_budget']:,} B; margin {res['flash_margin_bytes']:,} B")
+            print(f"  peak op: {res['peak_op']}")
+            for s_ in res["suggestions"]:
+                print(f"  help: {s_}")
+    return 0 if all(r["fits"] for r in results) else 1
 
 
 # ------------------------------------------------------------------------------------------

@@ -206,3 +206,18 @@ def test_parse_speed_and_no_tensorflow_import():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=os.path.dirname(os.path.dirname(__file__)))
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.opt_in
+@pytest.mark.timeout(1800)
+def test_fit_mcunet_in1_f746(tmp_path, capsys):
+    """Heavy (converts several resolutions): largest fitting resolution is a multiple of 16 and the next does not fit."""
+    j = tmp_path / "fit.json"
+    rc, out, _ = run(["fit", "--zoo", "mcunet-in1", "--board", "stm32f746g-disco", "--channels", "3",
+                      "--classes", "10", "--json", str(j)], capsys)
+    assert rc == 0
+    res = json.loads(j.read_text())
+    best = res["best_resolution"]
+    assert best % 16 == 0 and res["best"]["fits"]
+    above = [r for r in res["probed"] if r["resolution"] == best + 16]
+    assert not above or not above[0]["fits"]

@@ -1,0 +1,69 @@
+"""`fit`: the largest input resolution of a zoo model whose int8 TFLite fits a board.
+
+Each probed resolution is converted with converter.convert.convert_zoo (random weights, full
+int8, cached on disk by the converter) and analyzed exactly; a binary search over multiples of
+`step` finds the largest resolution whose minimum arena fits the SRAM budget and whose flash
+estimate fits the flash. Activation memory grows with resolution, so the predicate is monotone;
+the neighbours of the answer are converted too, so the table shows the boundary explicitly.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from . import analyzer, boards
+
+
+def _probe(name: str, res: int, channels: int, classes: int, target: str, budget, work: Path) -> dict:
+    from .convert import convert_zoo
+    out = work / f"{name}-{res}.tflite"
+    convert_zoo(name, res, channels, classes, out, quiet=True)
+    a = analyzer.analyze(out, target)
+    return {"resolution": res, "arena_bytes": a.arena_bytes, "min_arena_bytes": a.min_arena_bytes,
+            "head_bytes": a.head_bytes, "tail_bytes": a.tail_bytes, "flash_bytes": a.flash_bytes,
+            "peak_op": a.peak_op, "fits_ram": a.min_arena_bytes <= budget.arena_budget,
+            "fits_flash": a.flash_bytes <= budget.flash_bytes,
+            "fits": a.min_arena_bytes <= budget.arena_budget and a.flash_bytes <= budget.flash_bytes}
+
+
+def fit_zoo(name: str, board: str | None = "stm32f746g-disco", sram: str | None = None, flash: str | None = None,
+            reserve: str | None = None, channels: int = 3, classes: int = 10, step: int = 16, min_res: int = 32,
+            max_res: int = 256, target: str | None = None) -> dict:
+    if step not in (8, 16):
+        raise analyzer.AnalyzerError("--step must be 8 or 16")
+    if min_res < step or max_res < min_res:
+        raise analyzer.AnalyzerError(f"bad resolution range {min_res}..{max_res}")
+    bud = boards.budget(board, sram, flash, reserve)
+    tgt = target or bud.target
+    cands = list(range((min_res + step - 1) // step * step, max_res + 1, step))
+    if not cands:
+        raise analyzer.AnalyzerError(f"no multiple of {step} in {min_res}..{max_res}")
+    from rich.progress import Progress
+    table: dict[int, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="netaug-fit-") as d, Progress(transient=True) as prog:
+        work = Path(d)
+        task = prog.add_task(f"fit {name} on {bud.board}", total=None)
+
+        def probe(r: int) -> dict:
+            if r not in table:
+                prog.update(task, description=f"fit {name}: converting + analyzing {r}x{r}")
+                table[r] = _probe(name, r, channels, classes, tgt, bud, work)
+            return table[r]
+
+        lo, hi = 0, len(cands) - 1
+        best = None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if probe(cands[mid])["fits"]:
+                best = mid
+                lo = mid + 1
+            else:
+                hi = mid - 1
+        if best is not None and best + 1 < len(cands):
+            probe(cands[best + 1])  # the first one that does not fit, for the table
+    rows = [table[r] for r in sorted(table)]
+    bres = cands[best] if best is not None else None
+    return {"zoo": name, "board": bud.board, "target": tgt, "channels": channels, "classes": classes, "step": step,
+            "arena_budget": bud.arena_budget, "sram_bytes": bud.sram_bytes, "reserve_bytes": bud.reserve_bytes,
+            "flash_budget": bud.flash_bytes, "best_resolution": bres, "best": table[bres] if bres else None,
+            "probed": rows}
