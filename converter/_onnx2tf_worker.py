@@ -15,7 +15,7 @@ as onnx2tf's own `*_full_integer_quant.tflite` path (ExportArchive saved model -
 Optimize.DEFAULT, TFLITE_BUILTINS_INT8, per-channel, int8 inference input/output types).
 
 job.json keys: onnx, calib (NHWC float32 .npy, already normalised), out (.tflite path),
-input_name, quant_type ('per-channel'|'per-tensor').
+input_name, quant_type ('per-channel'|'per-tensor'), simplified (bool: onnxsim already applied).
 """
 from __future__ import annotations
 
@@ -136,6 +136,7 @@ def main(job_path: str) -> int:
         input_quant_dtype="int8",
         output_quant_dtype="int8",
         disable_model_save=True,
+        not_use_onnxsim=bool(job.get("simplified")),  # already simplified by the parent: skip 3 onnxsim runs
         non_verbose=True,
         verbosity="error",
     )

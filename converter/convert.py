@@ -171,7 +171,8 @@ def convert_module(model, preprocess: dict, out_tflite: str | os.PathLike, *,
     _log(f"exporting ONNX (opset 13, input [1,{ch},{res},{res}])", quiet)
     proto, surgery = prepare_onnx(model, (1, ch, res, res))
     _log(f"onnx2tf -> full-integer int8 TFLite ({len(calib)} calibration samples)", quiet)
-    tfl, layer_map, _ = onnx_to_int8_tflite(proto, calib.astype(np.float32), quant_type=quant_type)
+    tfl, layer_map, _ = onnx_to_int8_tflite(proto, calib.astype(np.float32), quant_type=quant_type,
+                                            simplified=bool(surgery.get("onnxsim")))
     summary = summarize(tfl)
     attach_origins(summary, layer_map)
     check_tflm_compatible(summary, forbid=frozenset(forbid_ops))

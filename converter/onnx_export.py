@@ -293,8 +293,10 @@ def prepare_onnx(model, input_shape_nchw: tuple[int, ...], input_name: str = "in
     """Export + surgery + check. Returns (onnx.ModelProto, stats dict)."""
     import onnx
 
-    proto = simplify(export_onnx(model, input_shape_nchw, input_name=input_name))
+    raw = export_onnx(model, input_shape_nchw, input_name=input_name)
+    proto = simplify(raw)
     stats = fold_same_padding(proto)
+    stats["onnxsim"] = proto is not raw
     stats["means_replaced"] = replace_spatial_mean(proto)
     stats["hard_sigmoids_rewritten"] = rewrite_hard_sigmoid(proto)
     try:

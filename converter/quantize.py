@@ -48,7 +48,7 @@ def _error_line(log: str) -> str:
 
 
 def onnx_to_int8_tflite(onnx_proto, calib_nhwc: np.ndarray, input_name: str = "input",
-                        quant_type: str = "per-channel", timeout: float = 1800) -> tuple[bytes, dict, float]:
+                        quant_type: str = "per-channel", timeout: float = 1800, simplified: bool = False) -> tuple[bytes, dict, float]:
     """ONNX ModelProto + normalised NHWC float32 calibration data -> (tflite bytes, layer map, seconds)."""
     calib = np.ascontiguousarray(calib_nhwc, dtype=np.float32)
     if calib.ndim != 4 or calib.shape[0] < 1:
@@ -61,7 +61,7 @@ def onnx_to_int8_tflite(onnx_proto, calib_nhwc: np.ndarray, input_name: str = "i
         np.save(tmpd / "calib.npy", calib)
         out = tmpd / "model_full_integer_quant.tflite"
         job = {"onnx": str(onnx_path), "calib": str(tmpd / "calib.npy"), "out": str(out),
-               "input_name": input_name, "quant_type": quant_type}
+               "input_name": input_name, "quant_type": quant_type, "simplified": bool(simplified)}
         (tmpd / "job.json").write_text(json.dumps(job))
         log_path = tmpd / "onnx2tf.log"
         with open(log_path, "wb") as logf:

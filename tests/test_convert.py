@@ -31,7 +31,9 @@ ZOO_SMALL = [("mcunet-in1", 48, 3), ("mbv3-w0.35", 47, 3)]  # all 9 at full size
 
 def _source_hash(*extra) -> str:
     h = hashlib.sha256(json.dumps(extra).encode())
-    for p in sorted((REPO / "converter").glob("*.py")) + [REPO / "trainer" / "zoo.py"]:
+    mine = ("onnx_export.py", "_onnx2tf_worker.py", "quantize.py", "tflm_ops.py", "convert.py", "evaluate.py",
+            "datasets.py")
+    for p in [REPO / "converter" / m for m in mine] + [REPO / "trainer" / "zoo.py"]:
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
@@ -469,3 +471,21 @@ def test_op_tflm_lacks_is_named_with_its_layer(tmp_path):
                           calib=np.random.default_rng(0).standard_normal((4, 8, 8, 1)).astype(np.float32),
                           quiet=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_worker_blocks_network_and_uses_closed_proxies():
+    """The onnx2tf worker refuses every socket connection (and proxies point at a closed port)."""
+    from converter.quantize import offline_env
+
+    env = offline_env()
+    assert env["HTTPS_PROXY"] == "http://127.0.0.1:9"
+    code = ("import socket, converter._onnx2tf_worker as w\n"
+            "w._block_network()\n"
+            "try:\n    socket.create_connection(('github.com', 443), timeout=1)\nexcept OSError as e:\n"
+            "    print('blocked', e)\n"
+            "import urllib.request\n"
+            "try:\n    urllib.request.urlopen('https://github.com', timeout=1)\nexcept OSError as e:\n"
+            "    print('blocked', type(e).__name__)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("blocked") == 2, r.stdout
