@@ -113,16 +113,19 @@ class _Stop(Exception):
     pass
 
 
-def test_resume_reproduces_uninterrupted_run(tmp_path, small_ds):
-    ds = _subset(small_ds, 128)
-    full = engine.run_training(_cfg(tmp_path / "a", epochs=3, warmup_epochs=1), dataset=ds,
-                               log=lambda s: None)
+@pytest.mark.parametrize("netaug", [False, True], ids=["baseline", "netaug"])
+def test_resume_reproduces_uninterrupted_run(tmp_path, small_ds, netaug):
+    if netaug:
+        pytest.importorskip("trainer.netaug.strategy", reason="trainer.netaug not in this checkout")
+    ds = _subset(small_ds, 64 if netaug else 128)
+    kw = dict(epochs=3, warmup_epochs=1, netaug=netaug, calib_images=64)
+    full = engine.run_training(_cfg(tmp_path / "a", **kw), dataset=ds, log=lambda s: None)
 
     def stop_after_first(epoch, rec):
         if epoch == 0:
             raise _Stop  # "killed" right after the epoch-1 checkpoint was written
 
-    cfg_b = _cfg(tmp_path / "b", epochs=3, warmup_epochs=1)
+    cfg_b = _cfg(tmp_path / "b", **kw)
     with pytest.raises(_Stop):
         engine.run_training(cfg_b, dataset=ds, on_epoch_end=stop_after_first, log=lambda s: None)
     ck = torch.load(tmp_path / "b" / "run" / "checkpoint.pt", weights_only=False)
@@ -130,8 +133,8 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, small_ds):
     # without --resume, the folder is protected
     with pytest.raises(TrainError, match="--resume"):
         engine.run_training(cfg_b, dataset=ds, log=lambda s: None)
-    resumed = engine.run_training(_cfg(tmp_path / "b", epochs=3, warmup_epochs=1, resume=True),
-                                  dataset=ds, log=lambda s: None)
+    resumed = engine.run_training(_cfg(tmp_path / "b", resume=True, **kw), dataset=ds,
+                                  log=lambda s: None)
     sa, sb = full["module"].state_dict(), resumed["module"].state_dict()
     assert sa.keys() == sb.keys()
     for k in sa:
@@ -145,8 +148,8 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, small_ds):
     assert all(torch.equal(pa["state_dict"][k], pb["state_dict"][k]) for k in pa["state_dict"])
     # a changed setting is refused
     with pytest.raises(TrainError, match="settings differ"):
-        engine.run_training(_cfg(tmp_path / "b", epochs=3, warmup_epochs=1, resume=True, lr=0.2),
-                            dataset=ds, log=lambda s: None)
+        engine.run_training(_cfg(tmp_path / "b", resume=True, **dict(kw, lr=0.2)), dataset=ds,
+                            log=lambda s: None)
 
 
 class _NanAfter(nn.Module):
@@ -259,6 +262,9 @@ def _cli(*args, env=None):
     (["--epochs", "0"], "--epochs must be >= 1"),
     (["--config", "{tmp}/missing.yaml"], "config file"),
     (["--resume", "--out", "{tmp}/none"], "no checkpoint.pt"),
+    (["--netaug", "--aug-width", "1,x"], "--aug-width expects comma-separated numbers"),
+    (["--netaug", "--aug-expand", "0.5,1", "--batch-size", "16"], "--aug-expand"),
+    (["--teacher", "{tmp}/nothere.pt", "--batch-size", "16"], "nothere.pt"),
 ])
 def test_cli_bad_input_one_line(tmp_path, args, expect):
     (tmp_path / "empty").mkdir()

@@ -103,6 +103,9 @@ class TrainConfig:
             bad("--kd-temperature must be > 0 and --kd-weight >= 0")
         if self.workers < 0:
             bad(f"--workers must be >= 0 (got {self.workers})")
+        for flag, path in (("--teacher", self.teacher), ("--init-from", self.init_from)):
+            if path and not Path(path).expanduser().is_file():
+                bad(f"{flag} {path}: file not found")
         for name in ("train_limit", "val_limit", "test_limit"):
             v = getattr(self, name)
             if v is not None and v < 1:

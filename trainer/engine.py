@@ -562,10 +562,8 @@ def _run(cfg, info, device, model_factory, strategy, dataset, on_epoch_end, log)
         strategy.before_eval(module, calib_batches)
         eval_net = strategy.eval_model(module)
         val_acc, val_loss = evaluate(eval_net, val_loader, info, device)
-        plain = None
-        is_best = val_acc > best_acc
-        if is_best or cfg.select == "last" or epoch == cfg.epochs - 1:
-            plain = strategy.export(module)
+        is_best = val_acc > best_acc or not math.isfinite(val_acc)  # no val split: keep latest
+        plain = strategy.export(module) if is_best else None
         if is_best:
             best_acc, best_epoch = val_acc, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in plain.state_dict().items()}
