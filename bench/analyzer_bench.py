@@ -96,6 +96,19 @@ def main() -> int:
                     row["reorder_error"] = str(exc)
             rows.append(row)
             prog.advance(task)
+    # Cortex-M7 device figures (firmware build in QEMU, arena_used_bytes()) from the firmware notes
+    notes = Path("/work/notes/m7_calibration.md")
+    device = {}
+    if notes.is_file():
+        import re
+        for line in notes.read_text().splitlines():
+            m = re.match(r"\|\s*([\w.-]+)\s*\(test-models\)\s*\|[^|]*\|\s*(\d+)\s*\|", line)
+            if m:
+                device[f"keras/{m.group(1)}"] = int(m.group(2))
+    for r in rows:
+        if r["model"] in device:
+            r["m7_device_arena_used"] = device[r["model"]]
+            r["m7_error"] = r["m7_arena_bytes"] - device[r["model"]]
     big = [r for r in rows if r["file_bytes"] >= 1_000_000]
     summary = {
         "models": len(rows),
@@ -104,6 +117,8 @@ def main() -> int:
         "min_arena_max_error": max((abs(r.get("host_min_error", 0)) for r in rows), default=None),
         "max_analyze_seconds": max(max(r["analyze_seconds_host"], r["analyze_seconds_m7"]) for r in rows),
         "analyze_seconds_1mb_models": {r["model"]: r["analyze_seconds_m7"] for r in big},
+        "m7_device_compared": sum("m7_error" in r for r in rows),
+        "m7_max_abs_error": max((abs(r["m7_error"]) for r in rows if "m7_error" in r), default=None),
         "cpu_count": os.cpu_count(),
         "tflite_micro_wheel": "0.dev20261023182759 (8f6596d)",
     }
