@@ -492,7 +492,7 @@ def estimate_flash(model: TFLiteModel, hist: dict[str, int], target: str,
            "board_support": (board_overhead or {}).get("board_support", tgt["board_support"])}
     notes = []
     if f.get("provisional"):
-        notes.append(f"flash code sizes are provisional ({f.get('source')})")
+        notes.append("flash code sizes are provisional estimates (see converter/data/flash.json)")
     if unknown:
         notes.append(f"no measured code size for {', '.join(sorted(unknown))}: {tgt['kernel_default']} B each assumed")
     return sum(brk.values()), brk, notes
