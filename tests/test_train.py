@@ -201,6 +201,20 @@ def test_init_from_new_classifier(tmp_path, small_ds):
     assert info["new_classifier"] and m3.classifier.weight.shape == (3, 448)
     assert torch.equal(m3.classifier.weight, fresh)
     assert torch.equal(m3.stem.conv.weight, src["stem.conv.weight"])
+    # end to end: fine-tune on a 3-class ImageFolder (train/ + val/ layout)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_data import _make_folder
+
+    _make_folder(tmp_path / "imgs" / "train", n=12, mode="L")
+    _make_folder(tmp_path / "imgs" / "val", n=4, mode="L")
+    res = engine.run_training(_cfg(tmp_path / "ft", dataset=str(tmp_path / "imgs"), batch_size=8,
+                                   init_from=str(tmp_path / "src/run/model.pt")),
+                              log=lambda s: None)
+    ft = torch.load(tmp_path / "ft/run/model.pt", weights_only=False)
+    assert ft["classes"] == ["cat", "dog", "fox"] and ft["arch"]["num_classes"] == 3
+    assert ft["train_config"]["new_classifier"] is True
+    assert ft["preprocess"]["dataset"] == "imgs" and ft["metrics"]["test_samples"] == 12
+    assert res["history"][0]["train_acc"] >= 0
     with pytest.raises(TrainError, match="holds a 'mbv2-tiny' model"):
         engine.init_from(zoo.build("mcunet-in0", 1, 10, 16), str(tmp_path / "src/run/model.pt"),
                          _cfg(tmp_path, model="mcunet-in0"))
