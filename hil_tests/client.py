@@ -248,21 +248,21 @@ class Client:
         `name%` round trip whose reply must be complete and well-formed."""
         self.stats.resyncs += 1
         last_exc: Exception | None = None
-        for attempt in range(3):
+        for attempt in range(4):
             # '%' ends any partial command on the device; the quiet period outlasts a 500 ms bload timeout.
-            # If that did not work the device may still be inside a binary frame (QEMU under -icount counts
+            # If that did not work twice the device may still be inside a binary frame (QEMU under -icount counts
             # the timeout in slow virtual time): spaces complete the frame (-> CRC reject) and otherwise
             # only overflow the command buffer (-> one `command too long`), whatever state it is in.
-            if attempt:
+            if attempt >= 2:
                 frame = int(self.info.get("max_frame") or 0)
-                if not self._write_filler(b" " * (frame + 1 if frame else 8192 * attempt)):
+                if not self._write_filler(b" " * (frame + 1 if frame else 8192 * (attempt - 1))):
                     last_exc = DeviceTimeout("device does not take input")
                     break
             try:
                 self.write(b"%")
                 self.drain(self.resync_quiet, limit=max(self.timeout, 3 * self.resync_quiet))
                 # first try short: a device stuck in a frame is then freed by the filler of the next attempt
-                rep = self.command("name", timeout=min(self.timeout, 3.0) if attempt == 0 else self.timeout)
+                rep = self.command("name", timeout=min(self.timeout, 3.0) if attempt < 2 else self.timeout)
             except DeviceReset as exc:   # banner arrived during sync: sync again
                 last_exc = exc
                 continue

@@ -2,8 +2,8 @@
 
 - start_virtual_board(model): host TFLM behind a pty (in-process thread, or a `netaug-mcu virtual-board`
   subprocess with process=True).
-- start_qemu(elf): the firmware ELF on QEMU mps2-an500 (Cortex-M7), UART0 on a pty (default) or a TCP
-  socket, `-icount shift=0,align=off,sleep=off` (deterministic instruction-count timer), semihosting on.
+- start_qemu(elf): the firmware ELF on QEMU mps2-an500 (Cortex-M7), UART0 on a TCP socket (default) or a
+  pty, `-icount shift=0,align=off,sleep=off` (deterministic instruction-count timer), semihosting on.
 """
 from __future__ import annotations
 
@@ -84,8 +84,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_qemu(elf, serial: str = "pty", timeout: float = 20.0):
-    """Boot the firmware ELF in QEMU; returns (url, stop). stop() returns QEMU's exit status."""
+def start_qemu(elf, serial: str = "tcp", timeout: float = 20.0):
+    """Boot the firmware ELF in QEMU; returns (url, stop). stop() returns QEMU's exit status.
+
+    serial="tcp" (default): socket://127.0.0.1:PORT; QEMU holds the CPU until the first connection and
+    accepts a new connection as soon as a client closes. serial="pty": /dev/pts/N like a real board, but
+    QEMU polls a reopened pty only once a second and drops output meanwhile."""
     if shutil.which("qemu-system-arm") is None:
         raise TargetError("qemu-system-arm not found (Debian package qemu-system-arm)")
     if not Path(elf).is_file():
