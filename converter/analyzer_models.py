@@ -103,6 +103,21 @@ def fc_wide():
     return k.Model(inp, x)
 
 
+def split_branches():
+    """SPLIT (an operator with several outputs) feeding two branches, then concatenation."""
+    k = _keras(); L = k.layers
+    import tensorflow as tf
+    x = inp = L.Input((24, 24, 3), batch_size=1)
+    x = L.Conv2D(16, 3, padding="same", activation="relu")(x)
+    a, b = L.Lambda(lambda t: tf.split(t, 2, axis=-1))(x)
+    a = L.Conv2D(16, 3, strides=2, padding="same", activation="relu")(a)
+    b = L.Conv2D(16, 3, strides=2, padding="same", activation="relu")(b)
+    x = L.Concatenate()([a, b])
+    x = L.GlobalAveragePooling2D()(x)
+    x = L.Dense(10)(x)
+    return k.Model(inp, x)
+
+
 def depthwise():
     k = _keras(); L = k.layers
     x = inp = L.Input((48, 48, 3), batch_size=1)
@@ -209,6 +224,7 @@ BUILDERS: dict[str, Callable] = {
     "wide_first_layer": wide_first_layer,
     "branchy": branchy,
     "fc_wide": fc_wide,
+    "split_branches": split_branches,
 }
 
 
