@@ -324,6 +324,10 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
     a2.set_ylabel("accuracy (%)")
     a2.legend()
     a2.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    for a in (a1, a2):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
