@@ -92,7 +92,7 @@ OP_SIZE_OPS = ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_
                "MINIMUM", "SUB", "RESIZE_NEAREST_NEIGHBOR", "SPLIT", "PACK", "TANH", "LEAKY_RELU", "PRELU"]
 
 
-def op_sizes(model: Path, tree: Path, lib: Path, ops=OP_SIZE_OPS, log=print) -> dict:
+def op_sizes(model: Path, tree: Path, lib: Path, ops=OP_SIZE_OPS, log=print, carrier=()) -> dict:
     """Flash cost of each op's kernel alone: link the firmware with a resolver that registers only that
     op (int8-only CMSIS-NN registration where one exists) and subtract the build that registers none."""
     out = Path(tempfile.mkdtemp(prefix="opsize-"))
@@ -104,16 +104,18 @@ def op_sizes(model: Path, tree: Path, lib: Path, ops=OP_SIZE_OPS, log=print) -> 
         res = gen.build(out, tree=tree, lib=lib, log=lambda *_: None)
         return res.flash, map_sizes(out / "fw.map")
 
-    base, members = flash_with([])
+    base, members = flash_with(list(carrier))
     model_bytes = model.stat().st_size
     tflm = sum(v for k, v in members.items() if k.startswith("tflm:"))
     app = sum(v for k, v in members.items() if k.split(":")[0] in ("main.o", "board.o", "startup.o"))
     other = base - tflm - app - members.get("model_data.o", model_bytes)
-    result = {"base_flash": base, "model_bytes": model_bytes, "runtime_tflm": tflm, "app_main_board_startup": app,
+    result = {"carrier": list(carrier), "base_flash": base, "model_bytes": model_bytes, "runtime_tflm": tflm, "app_main_board_startup": app,
               "libc_libgcc_libm_other": other, "ops": {}}
     log(f"no ops: flash {base} (model {model_bytes}, TFLM runtime {tflm}, app {app}, libc/other {other})")
     for op in ops:
-        f, _ = flash_with([op])
+        if op in carrier:
+            continue
+        f, _ = flash_with(list(carrier) + [op])
         result["ops"][op] = f - base
         log(f"  {op}: +{f - base} B")
     return result
@@ -125,11 +127,16 @@ def main(argv=None) -> int:
     ap.add_argument("--recording", action="store_true", help="also a RecordingMicroAllocator build")
     ap.add_argument("--json", default=None, help="write the raw figures here")
     ap.add_argument("--op-sizes", action="store_true", help="per-op kernel flash (first model as the carrier)")
+    ap.add_argument("--with", dest="carrier", default="", help="ops always registered (comma list) for --op-sizes")
+    ap.add_argument("--ops", default="", help="comma list of ops for --op-sizes (default: a common set)")
     args = ap.parse_args(argv)
     tree = deps.require_tree()
     lib = deps.build_library(tree)
     if args.op_sizes:
-        r = op_sizes(Path(args.models[0]), tree, lib, log=lambda m: print(m, file=sys.stderr))
+        ops = [o for o in args.ops.split(",") if o] or OP_SIZE_OPS
+        carrier = [o for o in args.carrier.split(",") if o]
+        r = op_sizes(Path(args.models[0]), tree, lib, ops=ops, carrier=carrier,
+                     log=lambda m: print(m, file=sys.stderr))
         print(json.dumps(r, indent=1))
         return 0
     rows = []
