@@ -156,8 +156,10 @@ def cmd_train(args) -> int:
         out = Path(result["out"])
         files = [f for f in ("model.pt", "model_last.pt", "metrics.jsonl", "curves.png",
                              "checkpoint.pt", "summary.json") if (out / f).exists()]
-        acc = f"val {m['val_top1']:.2f}%" + (f", test {m['test_top1']:.2f}%"
-                                             if m.get("test_top1") is not None else "")
+        val, test = m["val_top1"], m.get("test_top1")
+        acc = f"val {val:.2f}%" if val is not None else "no val split"
+        if test is not None:
+            acc += f", test {test:.2f}%"
         print(f"outputs in {out}/: {', '.join(files)} (model.pt: epoch {m['selected_epoch']}, "
               f"{acc})", flush=True)
     return 0

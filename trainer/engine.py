@@ -219,6 +219,15 @@ def evaluate(model: nn.Module, loader, info: DistInfo, device: torch.device) -> 
     return 100.0 * correct / total, loss_sum / total
 
 
+def _num(v: float | None) -> float | None:
+    """JSON-safe number: None instead of NaN/inf (e.g. no held-out val split)."""
+    return v if v is not None and math.isfinite(v) else None
+
+
+def _pct(v: float | None) -> str:
+    return f"{v:.2f}%" if v is not None and math.isfinite(v) else "n/a (no val split)"
+
+
 def _first_line(exc: BaseException) -> str:
     s = str(exc).strip().splitlines()
     return s[0] if s else type(exc).__name__
@@ -574,17 +583,19 @@ def _run(cfg, info, device, model_factory, strategy, dataset, on_epoch_end, log)
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         rec = {"epoch": epoch + 1, "lr": lr_epoch, "train_loss": loss_sum / seen,
-               "train_acc": 100.0 * correct / seen, "val_acc": val_acc, "val_loss": val_loss,
+               "train_acc": 100.0 * correct / seen, "val_acc": _num(val_acc),
+               "val_loss": _num(val_loss),
                "epoch_seconds": round(seconds, 3), "best": is_best}
         history.append(rec)
         if main:
             with open(out / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
             say(f"epoch {epoch + 1}/{cfg.epochs}: train loss {rec['train_loss']:.4f} acc "
-                f"{rec['train_acc']:.2f}% | val acc {val_acc:.2f}%{' (best)' if is_best else ''}"
+                f"{rec['train_acc']:.2f}% | val acc {_pct(val_acc)}"
+                f"{' (best)' if is_best and math.isfinite(val_acc) else ''}"
                 f" | {seconds:.1f}s")
             if is_best and cfg.select == "best":
-                metrics = {"val_top1": val_acc, "best_epoch": best_epoch + 1,
+                metrics = {"val_top1": _num(val_acc), "best_epoch": best_epoch + 1,
                            "epochs_done": epoch + 1}
                 atomic_save(model_payload(plain, cfg, ds, metrics, train_config), out / "model.pt")
             try:
@@ -633,9 +644,9 @@ def _run(cfg, info, device, model_factory, strategy, dataset, on_epoch_end, log)
             counts = {"params": p, "macs": m}
         final_hist = history[-1]
         sel_epoch = best_epoch if cfg.select == "best" else cfg.epochs - 1
-        metrics = {"val_top1": best_acc if cfg.select == "best" else final_hist["val_acc"],
+        metrics = {"val_top1": _num(best_acc) if cfg.select == "best" else final_hist["val_acc"],
                    "test_top1": test_acc, "selected_epoch": sel_epoch + 1, "select": cfg.select,
-                   "best_val_top1": best_acc, "best_epoch": best_epoch + 1,
+                   "best_val_top1": _num(best_acc), "best_epoch": best_epoch + 1,
                    "last_val_top1": final_hist["val_acc"], "last_test_top1": last_test,
                    "last_train_top1": final_hist["train_acc"], "epochs": cfg.epochs,
                    "train_seconds": round(train_seconds, 2),
@@ -652,7 +663,7 @@ def _run(cfg, info, device, model_factory, strategy, dataset, on_epoch_end, log)
         atomic_write_text(out / "summary.json", json.dumps(metrics, indent=2) + "\n")
         result["metrics"] = metrics
         t = f", test {test_acc:.2f}%" if test_acc is not None else ""
-        say(f"done: model.pt = epoch {sel_epoch + 1} (val {metrics['val_top1']:.2f}%{t})")
+        say(f"done: model.pt = epoch {sel_epoch + 1} (val {_pct(metrics['val_top1'])}{t})")
     result["test_acc"] = test_acc
     return result
 
