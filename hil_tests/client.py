@@ -74,6 +74,10 @@ def _open_serial(url: str, baud: int, exclusive: bool):
         if hasattr(ser, "exclusive") and "://" not in url:
             ser.exclusive = exclusive
         ser.open()
+        sock = getattr(ser, "_socket", None)
+        if sock is not None:   # small request/reply protocol: no Nagle delays
+            import socket
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return ser
     except serial.SerialException as exc:
         msg = str(exc)
@@ -169,7 +173,13 @@ class Client:
             # (setting ser.timeout per call would re-run tcsetattr on every read; the port keeps 0.05 s)
             n = self.ser.in_waiting
             data = self.ser.read(n if n else 1)
-            if data and self.ser.in_waiting:
+            sock = getattr(self.ser, "_socket", None)   # socket:// (in_waiting is only 0/1 there)
+            if data and sock is not None:
+                try:
+                    data += sock.recv(65536)                # non-blocking socket: what has arrived
+                except (BlockingIOError, InterruptedError):
+                    pass
+            elif data and self.ser.in_waiting:
                 data += self.ser.read(self.ser.in_waiting)
         except Exception as exc:  # noqa: BLE001 - SerialException, OSError, termios.error (EIO on a dead pty)
             raise self._io_error(exc) from None
