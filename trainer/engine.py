@@ -441,8 +441,13 @@ def _run(cfg, info, device, model_factory, strategy, dataset, on_epoch_end, log)
             holder["ds"] = data_mod.load_dataset(cfg.dataset, download=cfg.download, **kw)
 
         _rank0_first(load_main, info)
-        dataset = holder.get("ds") or data_mod.load_dataset(cfg.dataset, download=False,
-                                                            quiet=True, **kw)
+
+        def load_others():  # other nodes may need their own copy (atomic writes: no race)
+            holder["ds"] = data_mod.load_dataset(cfg.dataset, download=cfg.download, quiet=True,
+                                                 **kw)
+
+        _all_ranks_ok(load_others if "ds" not in holder else (lambda: None), info)
+        dataset = holder["ds"]
     ds = dataset
     pre = ds.preprocess
     aug = data_mod.AugConfig(enabled=cfg.augment, scale_min=cfg.crop_scale_min)
@@ -682,6 +687,25 @@ def _rank0_first(fn: Callable[[], None], info: DistInfo) -> None:
         box = [err]
         dist.broadcast_object_list(box, src=0)
         err = box[0]
+    if err:
+        exc = TrainError(err[0])
+        exc.exit_code = err[1]
+        raise exc
+
+
+def _all_ranks_ok(fn: Callable[[], None], info: DistInfo) -> None:
+    """Run `fn` on every rank; if any rank fails with a TrainError, every rank raises it."""
+    err = None
+    try:
+        fn()
+    except TrainError as exc:
+        if not info.enabled:
+            raise
+        err = (str(exc), getattr(exc, "exit_code", 2))
+    if info.enabled:
+        errs: list[Any] = [None] * info.world
+        dist.all_gather_object(errs, err)
+        err = next((e for e in errs if e), None)
     if err:
         exc = TrainError(err[0])
         exc.exit_code = err[1]
