@@ -100,8 +100,10 @@ def main() -> int:
     eff_hex = measure_load_efficiency(model, binary=False)
     assert abs(eff_bin["host_to_device_bytes"] - P.wire_bytes_binary(n)) < 1e-9, eff_bin
     assert abs(eff_hex["host_to_device_bytes"] - P.wire_bytes_hex(n)) < 1e-9, eff_hex
+    reps = [measure_throughput(model, args.samples, 0, True) for _ in range(3)]   # the box is shared: median
+    reps.sort(key=lambda r: r["samples_per_s"])
     runs = {
-        "unthrottled_binary": measure_throughput(model, args.samples, 0, True),
+        "unthrottled_binary": {**reps[1], "samples_per_s_repeats": [r["samples_per_s"] for r in reps]},
         "unthrottled_hex": measure_throughput(model, args.samples, 0, False),
         "uart_921600_binary": measure_throughput(model, args.samples // 2, LINE_BAUD, True),
         "uart_921600_hex": measure_throughput(model, args.samples // 2, LINE_BAUD, False),
@@ -131,7 +133,8 @@ def main() -> int:
         "notes": [
             "wire efficiency = input payload bytes / host->device bytes to load it (command + frame or hex); "
             "measured from the client's byte counters, equal to the protocol formula",
-            "samples/s include the journal (fsync per sample) and the host TFLM reference per sample",
+            "samples/s include the journal (fdatasync per sample) and the host TFLM reference per sample; "
+            "unthrottled_binary is the median of 3 runs (the 2-core machine is shared, see loadavg)",
             "uart_921600_*: the virtual board sleeps 10 bits/byte at 921600 baud for every byte in and out "
             "(an emulated UART); line_rate_fraction = host->device bits per second / 921600",
         ],
