@@ -17,6 +17,7 @@ from trainer import data as D
 from trainer import engine, zoo
 from trainer.config import TrainConfig, make_config
 from trainer.errors import DivergedError, TrainError
+from trainer.strategy import build_strategy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,15 +122,25 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, small_ds, netaug):
     kw = dict(epochs=3, warmup_epochs=1, netaug=netaug, calib_images=64)
     full = engine.run_training(_cfg(tmp_path / "a", **kw), dataset=ds, log=lambda s: None)
 
-    def stop_after_first(epoch, rec):
-        if epoch == 0:
-            raise _Stop  # "killed" right after the epoch-1 checkpoint was written
-
+    # "kill" the run in the middle of epoch 2: the in-memory state has moved past the epoch-1
+    # checkpoint, which is all a killed process leaves behind
     cfg_b = _cfg(tmp_path / "b", **kw)
+    strategy = build_strategy(cfg_b, 10, torch.device("cpu"))
+    steps = len(ds.train_idx) // 32
+    calls = {"n": 0}
+    real_step = strategy.train_step
+
+    def dying_step(*a):
+        calls["n"] += 1
+        if calls["n"] == steps + 2:
+            raise _Stop
+        return real_step(*a)
+
+    strategy.train_step = dying_step
     with pytest.raises(_Stop):
-        engine.run_training(cfg_b, dataset=ds, on_epoch_end=stop_after_first, log=lambda s: None)
+        engine.run_training(cfg_b, dataset=ds, strategy=strategy, log=lambda s: None)
     ck = torch.load(tmp_path / "b" / "run" / "checkpoint.pt", weights_only=False)
-    assert ck["epoch"] == 0
+    assert ck["epoch"] == 0 and calls["n"] == steps + 2
     # without --resume, the folder is protected
     with pytest.raises(TrainError, match="--resume"):
         engine.run_training(cfg_b, dataset=ds, log=lambda s: None)
