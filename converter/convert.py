@@ -145,7 +145,7 @@ def convert_module(model, preprocess: dict, out_tflite: str | os.PathLike, *,
                    calib: np.ndarray, eval_inputs: np.ndarray | None = None,
                    eval_labels: np.ndarray | None = None, extra: dict | None = None,
                    quant_type: str = "per-channel", forbid_ops=("PAD", "PADV2", "TRANSPOSE"),
-                   ref_check_samples: int = 100, quiet: bool = False) -> dict:
+                   ref_check_samples: int = 1000, quiet: bool = False) -> dict:
     """Convert an nn.Module (NCHW float input) to int8 TFLite at `out_tflite` + report json.
 
     calib: normalised NHWC float32 calibration inputs; eval_inputs: normalised NHWC float32 inputs
@@ -168,7 +168,9 @@ def convert_module(model, preprocess: dict, out_tflite: str | os.PathLike, *,
     if not np.all(np.isfinite(calib)):
         raise ConvertError("calibration data contains NaN/inf")
     t0 = time.time()
-    _log(f"exporting ONNX (opset 13, input [1,{ch},{res},{res}])", quiet)
+    from .onnx_export import OPSET
+
+    _log(f"exporting ONNX (opset {OPSET}, input [1,{ch},{res},{res}])", quiet)
     proto, surgery = prepare_onnx(model, (1, ch, res, res))
     _log(f"onnx2tf -> full-integer int8 TFLite ({len(calib)} calibration samples)", quiet)
     tfl, layer_map, _ = onnx_to_int8_tflite(proto, calib.astype(np.float32), quant_type=quant_type,
@@ -192,7 +194,8 @@ def convert_module(model, preprocess: dict, out_tflite: str | os.PathLike, *,
     rep["file_bytes"] = len(tfl)
     rep["macs"] = summary.macs
     rep["calib_samples"] = int(len(calib))
-    rep["quantization"] = {"weights": f"int8 {quant_type}", "activations": "int8", "bias": "int32",
+    rep["quantization"] = {"weights": f"int8 {quant_type} (FULLY_CONNECTED per-tensor)", "activations": "int8",
+                           "bias": "int32",
                            "input": "int8", "output": "int8"}
     rep["onnx_surgery"] = surgery
     rep["conversion_seconds"] = conv_seconds
@@ -377,7 +380,7 @@ def _mkdirs(p: Path) -> Path:
 
 
 def evaluate_model(tflite_path: str | os.PathLike, dataset: str = "fashion-mnist", eval_samples: int = 1000,
-                   preprocess: dict | str | os.PathLike | None = None, ref_check_samples: int = 100,
+                   preprocess: dict | str | os.PathLike | None = None, ref_check_samples: int = 1000,
                    quiet: bool = False) -> dict:
     """Evaluate any int8 .tflite: int8 (tf.lite) and TFLM top-1, agreement, TFLM==REF check.
 

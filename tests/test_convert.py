@@ -276,6 +276,13 @@ def test_int8_input_and_output_really_int8(converted):
     assert rep["input"]["dtype"] == "int8" and rep["output"]["dtype"] == "int8"
     assert s.ops[0].name != "QUANTIZE" and s.ops[-1].name != "DEQUANTIZE"
     assert "QUANTIZE" not in s.op_histogram and "DEQUANTIZE" not in s.op_histogram
+    # weights: per-channel int8 for convolutions, per-tensor for FULLY_CONNECTED; int32 biases
+    for op in s.ops:
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            w, b = s.tensors[op.inputs[1]], s.tensors[op.inputs[2]]
+            assert w.dtype == "int8" and b.dtype == "int32", op
+            channels = w.shape[0] if op.name != "DEPTHWISE_CONV_2D" else w.shape[3]
+            assert len(w.scale) == (1 if op.name == "FULLY_CONNECTED" else channels), (op.name, len(w.scale))
 
 
 def test_output_dequantizes_to_torch_logits(converted):
@@ -304,7 +311,7 @@ def test_tflm_bit_exact_with_tflite_reference_kernels(converted):
     from converter.evaluate import LiteRTRunner, TFLMRunner
 
     _, tfl, rep = converted
-    assert rep["tflm_vs_tflite_ref"]["bit_exact"] and rep["tflm_vs_tflite_ref"]["samples"] == 100
+    assert rep["tflm_vs_tflite_ref"]["bit_exact"] and rep["tflm_vs_tflite_ref"]["samples"] == 200
     data = tfl.read_bytes()
     ref, micro = LiteRTRunner(data, reference=True), TFLMRunner(data)
     rng = np.random.default_rng(7)
