@@ -182,12 +182,16 @@ def summarize(recs: dict[int, dict], n: int, num_classes: int) -> dict:
     return {
         "samples": m,
         "complete": m == n,
-        "device_top1": round(100.0 * float(np.mean(preds == labels)), 4) if m else None,
-        "host_tflm_top1": round(100.0 * float(np.mean(ref_preds == labels)), 4) if m else None,
+        # percent rounded exactly as converter.evaluate rounds model.json's *_top1 (comparable with ==);
+        # the *_exact fields keep full precision
+        "device_top1": round(float(np.mean(preds == labels)) * 100.0, 2) if m else None,
+        "host_tflm_top1": round(float(np.mean(ref_preds == labels)) * 100.0, 2) if m else None,
+        "device_top1_exact": 100.0 * int(np.sum(preds == labels)) / m if m else None,
+        "host_tflm_top1_exact": 100.0 * int(np.sum(ref_preds == labels)) / m if m else None,
         "correct": int(np.sum(preds == labels)),
         "bit_exact": int(np.sum(exact)),
-        "bit_exact_rate": round(float(np.mean(exact)), 6) if m else None,
-        "top1_agreement_with_host": round(100.0 * float(np.mean(preds == ref_preds)), 4) if m else None,
+        "bit_exact_rate": int(np.sum(exact)) / m if m else None,
+        "top1_agreement_with_host": 100.0 * int(np.sum(preds == ref_preds)) / m if m else None,
         "confusion_matrix": conf.tolist(),
     }
 
