@@ -121,7 +121,7 @@ def load_model(path: str | os.PathLike, meta_path: str | os.PathLike | None = No
         raise ModelError(f"model.json not found: {meta_path}")
     # The .tflite is authoritative for the quantization; model.json only fills gaps and is cross-checked.
     mi = _meta_override(meta, "input")
-    if "scale" in mi and tin.scale and abs(float(mi["scale"]) - tin.scale) > 1e-6 * max(1.0, tin.scale):
+    if mi.get("scale") is not None and tin.scale and abs(float(mi["scale"]) - tin.scale) > 1e-6 * max(1.0, tin.scale):
         raise ModelError(f"{mp}: input scale {mi['scale']} disagrees with the .tflite ({tin.scale})")
     return ModelInfo(path=path, data=data, input=tin, output=tout, meta=meta, meta_path=mp)
 

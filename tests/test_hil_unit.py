@@ -234,3 +234,22 @@ def test_start_qemu_missing_elf_is_a_clear_error(tmp_path):
     from hil_tests.targets import start_qemu
     with pytest.raises(HilError, match="not found"):
         start_qemu(tmp_path / "none.elf")
+
+
+def test_converter_style_model_json(tmp_path):
+    """model.json as converter/convert.py writes it: input/output dicts (scale may be None), top-level *_top1."""
+    import shutil
+    m = tmp_path / "model.tflite"
+    shutil.copy(MODEL, m)
+    meta = {"input": {"name": "x", "shape": [1, 32, 32, 1], "dtype": "int8", "scale": None, "zero_point": None},
+            "output": {"name": "y", "shape": [1, 10], "dtype": "int8", "scale": 0.18, "zero_point": 32},
+            "preprocess": {"resolution": 32, "channels": 1, "mean": [0.286], "std": [0.353]},
+            "float_top1": 80.5, "int8_top1": 80.0, "tflm_top1": 79.5}
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    info = load_model(m)
+    assert info.meta_path == tmp_path / "model.json" and info.accuracy("int8_top1") == 80.0
+    assert info.input.scale == load_model(MODEL).input.scale        # the .tflite is authoritative
+    meta["input"]["scale"] = 0.5
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="disagrees"):
+        load_model(m)
