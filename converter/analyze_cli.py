@@ -182,8 +182,18 @@ def check_model(model_path: str, budget, target: str | None = None) -> dict:
             helps.append(f"activations dominate ({a.head_bytes:,} B head): shrink the tensors live at op {a.peak_op} "
                          f"(output {'x'.join(map(str, peak.output_shape))}); head scales with resolution^2, so about "
                          f"{max(scale, 0) ** 0.5:.2f}x the input resolution would fit")
-            helps.append("try `netaug-mcu optimize` (operator reordering) and avoid standalone PAD/TRANSPOSE ops "
-                         "before the largest layers")
+            saving = 0
+            try:
+                from . import reorder
+                _, rep = reorder.optimize_bytes(Path(model_path).read_bytes(), tgt)
+                saving = rep["arena_before"] - rep["arena_after"]
+            except Exception:  # noqa: BLE001 - a suggestion only
+                saving = 0
+            if saving > 0:
+                helps.append(f"`netaug-mcu optimize` (operator reordering) saves {saving:,} B on this model")
+            else:
+                helps.append("operator reordering does not help this graph; avoid standalone PAD/TRANSPOSE ops "
+                             "before the largest layers (onnx2tf inserts them for symmetric-padding stride-2 convs)")
         else:
             helps.append(f"the persistent tail ({a.tail_bytes:,} B) dominates: fewer layers/channels "
                          "(per-channel quantization costs 8 B per output channel)")
