@@ -102,8 +102,8 @@ def main() -> int:
     if notes.is_file():
         import re
         for line in notes.read_text().splitlines():
-            m = re.match(r"\|\s*([\w.-]+)\s*\(test-models\)\s*\|[^|]*\|\s*(\d+)\s*\|", line)
-            if m:
+            m = re.match(r"\|\s*([\w.-]+)(?:\s*\(test-models\))?\s*\|\s*[A-Z_0-9 ]+\|\s*(\d+)\s*\|", line)
+            if m and m.group(1) in BUILDERS:
                 device[f"keras/{m.group(1)}"] = int(m.group(2))
     for r in rows:
         if r["model"] in device:
