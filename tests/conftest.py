@@ -6,7 +6,7 @@ import os
 import pytest
 
 # Keep CPU use predictable on 2-core CI machines.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
