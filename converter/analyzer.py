@@ -50,6 +50,7 @@ def target_facts(target: str) -> dict:
         raise AnalyzerError(f"unknown target '{target}' (choose from {', '.join(sorted(doc['targets']))})")
     facts = dict(doc["targets"][target])
     facts["revisions"] = doc["revisions"]
+    facts["no_op_data"] = doc.get("no_op_data", {}).get("ops", [])
     cal = facts.get("calibration") or {}
     for key in ("op_data", "structs", "builtin_data"):
         if key in cal:
@@ -332,9 +333,15 @@ def _analyze(model: TFLiteModel, target: str, facts: dict, board_overhead: dict 
             raise AnalyzerError(f"operator {op.name} is not supported by the analyzer")
     # 4. Init: OpData
     od = facts["op_data"]
+    unknown_ops = set()
     for op in model.operators:
         if op.name in od:
             tail.alloc(od[op.name], ALIGN, "Persistent buffer data")
+        elif op.name not in facts["no_op_data"]:
+            unknown_ops.add(op.name)
+    if unknown_ops:
+        notes.append(f"kernel allocations of {', '.join(sorted(unknown_ops))} are not modelled: the tail may be "
+                     "larger than computed")
     # 5. Prepare: temporary TfLiteTensors in TEMP (above the scratch-request array in HEAD), then
     #    per-channel arrays in the tail, scratch requests; then the request array is resized.
     #    AllocateTemp checks against the *current* tail; AllocatePersistentBuffer only against head_.
