@@ -270,7 +270,9 @@ class Client:
                     break
             try:
                 self.write(b"%")
-                self.drain(self.resync_quiet, limit=max(self.timeout, 3 * self.resync_quiet))
+                # a short quiet first (a stale reply arriving later only fails this attempt's check)
+                quiet = min(0.2, self.resync_quiet) if attempt == 0 else self.resync_quiet
+                self.drain(quiet, limit=max(self.timeout, 3 * self.resync_quiet))
                 # first try short: a device stuck in a frame is then freed by the filler of the next attempt
                 rep = self.command("name", timeout=min(self.timeout, 3.0) if attempt < 2 else self.timeout)
             except DeviceReset as exc:   # banner arrived during sync: sync again
