@@ -40,7 +40,12 @@ def main(argv=None) -> int:
     ap.add_argument("--zoo", default="mbv2-tiny", help="fallback zoo model when no checkpoint is available")
     ap.add_argument("--work", default=str(REPO / "bench" / "work" / "convert"), help="scratch folder (gitignored)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "convert.json"))
+    ap.add_argument("--zoo-all", action="store_true",
+                    help="instead: convert every zoo model at its default resolution (3 ch, 10 classes, random "
+                    "weights) and write bench/results/convert_zoo.json (op histograms, bytes, MACs, seconds)")
     args = ap.parse_args(argv)
+    if args.zoo_all:
+        return zoo_all(Path(args.work), REPO / "bench" / "results" / "convert_zoo.json")
 
     from converter import convert as cv
 
@@ -107,6 +112,27 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps({k: res[k] for k in ("float_top1", "int8_top1", "tflm_top1", "drop_pp", "seconds")}))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def zoo_all(work: Path, out: Path) -> int:
+    from converter import convert as cv
+    from trainer import zoo
+
+    work.mkdir(parents=True, exist_ok=True)
+    res = {}
+    for name in zoo.MODELS:
+        r = cv.convert_zoo(name, None, 3, 10, work / f"{name}.tflite", check_samples=3)
+        res[name] = {"resolution": r["source"]["arch"]["resolution"], "op_histogram": r["op_histogram"],
+                     "conversion_seconds": r["conversion_seconds"], "file_bytes": r["file_bytes"],
+                     "weight_bytes": r["weight_bytes"], "macs": r["macs"],
+                     "no_pad_transpose": not set(r["op_histogram"]) & {"PAD", "PADV2", "TRANSPOSE"},
+                     "tflm_vs_tflite_ref": r["tflm_vs_tflite_ref"], "agreement_random_inputs": r["agreement"]}
+        print(name, json.dumps(res[name]["op_histogram"]), file=sys.stderr)
+    out.write_text(json.dumps({"models": res, "channels": 3, "classes": 10, "weights": "random",
+                               "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                               "machine": {"cpus": os.cpu_count()}}, indent=2) + "\n")
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
