@@ -104,7 +104,8 @@ static void clock_init(void) {
   while (RCC_CR & RCC_CR_PLLRDY) {
   }
   /* PLLM [5:0], PLLN [14:6] = 432, PLLP [17:16] = 0 (/2), PLLSRC [22], PLLQ [27:24] = 9 (48 MHz) */
-  RCC_PLLCFGR = pllm | (432u << 6) | (0u << 16) | src | (9u << 24);
+  /* reserved bits keep their reset value (RM0385: "must be kept at reset value") */
+  RCC_PLLCFGR = (RCC_PLLCFGR & ~0x0F437FFFu) | pllm | (432u << 6) | (0u << 16) | src | (9u << 24);
   RCC_CR |= RCC_CR_PLLON;
 
   /* Over-drive (needed above 180 MHz), while the PLL locks. */
