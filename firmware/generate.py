@@ -305,6 +305,9 @@ def generate(model_path, board: str = "stm32f746g-disco", out="build/fw", baud: 
     if baud <= 0 or baud > 12_000_000:
         raise FirmwareError(f"invalid baud rate {baud}")
     b = BOARDS[board]
+    max_baud = 108_000_000 // 16 if board == "stm32f746g-disco" else 25_000_000 // 16
+    if baud > max_baud:   # USART1 on the 108 MHz APB2 with 16x oversampling / CMSDK BAUDDIV >= 16
+        raise FirmwareError(f"baud {baud} is above what {board}'s UART can do ({max_baud})")
     data, summary = _summary(model_path)
     ops = unique_ops(op.name for op in summary.ops)
     resolver = resolver_source(ops, int8_only_ops(summary))   # refuses ops without a resolver method
