@@ -131,9 +131,11 @@ def load_dataset(name: str, split: str = "test", channels: int = 1):
     if name in ("fashion-mnist", "fashion_mnist", "fmnist"):
         x, y = load_fashion_mnist(split)
         return x, y, list(FASHION_MNIST_CLASSES)
-    p = Path(name)
+    p = Path(name).expanduser()
     if p.is_dir():
-        sub = p / split if (p / split).is_dir() else p
+        # train -> train/; test -> test/ or val/ (as the trainer splits folders); else the folder itself
+        subs = ["train"] if split == "train" else ["test", "val"]
+        sub = next((p / s for s in subs if (p / s).is_dir()), p)
         return load_image_folder(sub, channels=channels)
     raise DatasetError(f"unknown dataset {name!r} (fashion-mnist or an ImageFolder directory)")
 

@@ -496,3 +496,23 @@ def test_worker_blocks_network_and_uses_closed_proxies():
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("blocked") == 2, r.stdout
+
+
+def test_image_folder_loading(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls in ("cat", "dog"):
+            d = tmp_path / split / cls
+            d.mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    x, y, classes = ds.load_dataset(str(tmp_path), split="test", channels=3)
+    assert classes == ["cat", "dog"] and x.shape == (6, 10, 12, 3) and y.tolist() == [0, 0, 0, 1, 1, 1]
+    g, _, _ = ds.load_dataset(str(tmp_path), split="train", channels=1)
+    assert g.shape == (6, 10, 12)
+    out = ds.preprocess(x, {"resolution": 8, "channels": 3, "mean": [0.5] * 3, "std": [0.5] * 3})
+    assert out.shape == (6, 8, 8, 3) and -1.0 <= out.min() and out.max() <= 1.0
+    with pytest.raises(ds.DatasetError):
+        ds.load_dataset(str(tmp_path / "missing"))
