@@ -59,6 +59,7 @@ def main() -> int:
             except Exception as exc:  # noqa: BLE001 - record and go on
                 print(f"skip {name}@{res}: {exc}", file=sys.stderr)
     rows = []
+    models_by_key = dict(models)
     with Progress() as prog:
         task = prog.add_task("analyzer bench", total=len(models))
         for key, p in models:
@@ -99,16 +100,25 @@ def main() -> int:
     # Cortex-M7 device figures (firmware build in QEMU, arena_used_bytes()) from the firmware notes
     notes = Path("/work/notes/m7_calibration.md")
     device = {}
+    elf_flash = {}
     if notes.is_file():
         import re
         for line in notes.read_text().splitlines():
             m = re.match(r"\|\s*([\w.-]+)(?:\s*\(test-models\))?\s*\|\s*[A-Z_0-9 ]+\|\s*(\d+)\s*\|", line)
             if m and m.group(1) in BUILDERS:
                 device[f"keras/{m.group(1)}"] = int(m.group(2))
+            mf = re.match(r"\|\s*([\w.-]+)\s*\|\s*[A-Z_0-9 ]+\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*0\s*\|\s*(\d+)\s*\|", line)
+            if mf and mf.group(1) in BUILDERS:
+                elf_flash[f"keras/{mf.group(1)}"] = int(mf.group(4))
     for r in rows:
         if r["model"] in device:
             r["m7_device_arena_used"] = device[r["model"]]
             r["m7_error"] = r["m7_arena_bytes"] - device[r["model"]]
+        if r["model"] in elf_flash:  # mps2-an500 ELF (QEMU board): compare with that board's estimate
+            pred = analyzer.analyze(models_by_key[r["model"]], "cortex-m7", board="mps2-an500").flash_bytes
+            r["m7_elf_flash_measured"] = elf_flash[r["model"]]
+            r["m7_elf_flash_predicted"] = pred
+            r["m7_flash_error_pct"] = round(100 * (pred - elf_flash[r["model"]]) / elf_flash[r["model"]], 2)
     big = [r for r in rows if r["file_bytes"] >= 1_000_000]
     summary = {
         "models": len(rows),
@@ -119,6 +129,9 @@ def main() -> int:
         "analyze_seconds_1mb_models": {r["model"]: r["analyze_seconds_m7"] for r in big},
         "m7_device_compared": sum("m7_error" in r for r in rows),
         "m7_max_abs_error": max((abs(r["m7_error"]) for r in rows if "m7_error" in r), default=None),
+        "flash_models_compared": sum("m7_flash_error_pct" in r for r in rows),
+        "flash_max_abs_error_pct": max((abs(r["m7_flash_error_pct"]) for r in rows if "m7_flash_error_pct" in r),
+                                       default=None),
         "cpu_count": os.cpu_count(),
         "tflite_micro_wheel": "0.dev20261023182759 (8f6596d)",
     }

@@ -150,7 +150,7 @@ def plot_memory(a, out: str, budget=None, title: str | None = None) -> None:
 
 def cmd_analyze(args) -> int:
     from . import analyzer, boards
-    a = analyzer.analyze(args.model, args.target)
+    a = analyzer.analyze(args.model, args.target, board=args.board)
     bud = boards.budget(args.board, reserve=args.reserve) if args.board else None
     if args.plot:
         plot_memory(a, args.plot, bud)
@@ -168,7 +168,7 @@ def cmd_analyze(args) -> int:
 def check_model(model_path: str, budget, target: str | None = None) -> dict:
     from . import analyzer
     tgt = target or budget.target
-    a = analyzer.analyze(model_path, tgt)
+    a = analyzer.analyze(model_path, tgt, board=budget.board)
     arena_need = a.min_arena_bytes
     ram_over = arena_need - budget.arena_budget
     flash_over = a.flash_bytes - budget.flash_bytes

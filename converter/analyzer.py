@@ -276,7 +276,7 @@ class _Tail:
         self.cats[cat] = self.cats.get(cat, 0) + (new - before)
 
 
-def analyze(src, target: str = "cortex-m7", *, board_overhead: dict | None = None) -> Analysis:
+def analyze(src, target: str = "cortex-m7", *, board: str | None = "stm32f746g-disco") -> Analysis:
     """Analyze a .tflite (path, bytes or parsed TFLiteModel) for `target` ('cortex-m7' or 'host').
 
     Raises TFLiteError / AnalyzerError (exit_code 2, one-line message) for invalid input.
@@ -296,12 +296,12 @@ def analyze(src, target: str = "cortex-m7", *, board_overhead: dict | None = Non
         if ti < 0:
             raise AnalyzerError("graph input/output refers to no tensor")
     try:
-        return _analyze(model, target, facts, board_overhead)
+        return _analyze(model, target, facts, board)
     except (IndexError, KeyError, ValueError, ZeroDivisionError, TypeError, OverflowError) as exc:
         raise AnalyzerError(f"unsupported or inconsistent model structure ({type(exc).__name__}: {exc})") from None
 
 
-def _analyze(model: TFLiteModel, target: str, facts: dict, board_overhead: dict | None) -> Analysis:
+def _analyze(model: TFLiteModel, target: str, facts: dict, board: str | None) -> Analysis:
     S = facts["structs"]
     notes: list[str] = []
     T = model.tensors
@@ -459,7 +459,7 @@ def _analyze(model: TFLiteModel, target: str, facts: dict, board_overhead: dict 
     hist: dict[str, int] = {}
     for op in model.operators:
         hist[op.name] = hist.get(op.name, 0) + 1
-    flash, fbreak, fnotes = estimate_flash(model, hist, target, board_overhead)
+    flash, fbreak, fnotes = estimate_flash(model, hist, target, board)
     notes += fnotes
     return Analysis(
         target=target, arena_bytes=arena, head_bytes=head, tail_bytes=tail.used, min_arena_bytes=min_arena,
@@ -484,22 +484,38 @@ def _offline_offsets(model: TFLiteModel) -> list[int] | None:
 
 
 def estimate_flash(model: TFLiteModel, hist: dict[str, int], target: str,
-                   board_overhead: dict | None = None) -> tuple[int, dict[str, int], list[str]]:
+                   board: str | None = None) -> tuple[int, dict[str, int], list[str]]:
+    """Flash of the Cortex-M7 firmware: model + fixed runtime/startup/libc + board support + kernels.
+
+    Kernel code per op type was measured by linking (converter/data/flash.json); code is shared
+    between kernels, so the first kernel counts with its shared helpers ('alone') and the others
+    with what they add on top ('on_top').
+    """
     f = flash_facts()
-    tgt = f["targets"].get(target) or f["targets"]["cortex-m7"]
-    kernels = 0
-    unknown = []
-    for name in hist:
-        if name in tgt["kernels"]:
-            kernels += tgt["kernels"][name]
+    alone, on_top = f["alone"], f["on_top"]
+    ops = sorted(hist)
+    unknown = [o for o in ops if o not in alone]
+    if "FULLY_CONNECTED" in ops:
+        first = "FULLY_CONNECTED"
+    else:
+        known = [o for o in ops if o in alone]
+        first = max(known, key=lambda o: alone[o]) if known else None
+    kernels = alone[first] if first else 0
+    for o in ops:
+        if o == first:
+            continue
+        if o in on_top:
+            kernels += on_top[o]
+        elif o in alone:
+            kernels += max(alone[o] - 1500, 0)
         else:
-            kernels += tgt["kernel_default"]
-            unknown.append(name)
-    brk = {"model": model.file_bytes, "kernels": kernels, "runtime": tgt["runtime"],
-           "board_support": (board_overhead or {}).get("board_support", tgt["board_support"])}
+            kernels += f["kernel_default"]
+    bs = f["board_support"]
+    brk = {"model": model.file_bytes, "kernels": kernels, "runtime": f["fixed"],
+           "board_support": bs.get(board or "stm32f746g-disco", bs["_default"])}
     notes = []
     if f.get("provisional"):
         notes.append("flash code sizes are provisional estimates (see converter/data/flash.json)")
     if unknown:
-        notes.append(f"no measured code size for {', '.join(sorted(unknown))}: {tgt['kernel_default']} B each assumed")
+        notes.append(f"no measured code size for {', '.join(unknown)}: {f['kernel_default']} B each assumed")
     return sum(brk.values()), brk, notes

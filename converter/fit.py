@@ -18,7 +18,7 @@ def _probe(name: str, res: int, channels: int, classes: int, target: str, budget
     from .convert import convert_zoo
     out = work / f"{name}-{res}.tflite"
     convert_zoo(name, res, channels, classes, out, quiet=True)
-    a = analyzer.analyze(out, target)
+    a = analyzer.analyze(out, target, board=budget.board)
     return {"resolution": res, "arena_bytes": a.arena_bytes, "min_arena_bytes": a.min_arena_bytes,
             "head_bytes": a.head_bytes, "tail_bytes": a.tail_bytes, "flash_bytes": a.flash_bytes,
             "peak_op": a.peak_op, "fits_ram": a.min_arena_bytes <= budget.arena_budget,

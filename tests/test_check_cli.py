@@ -221,3 +221,15 @@ def test_fit_mcunet_in1_f746(tmp_path, capsys):
     assert best % 16 == 0 and res["best"]["fits"]
     above = [r for r in res["probed"] if r["resolution"] == best + 16]
     assert not above or not above[0]["fits"]
+
+
+def test_flash_estimate_is_additive(models):
+    """flash = model bytes + fixed runtime + board support + measured kernel code (converter/data/flash.json)."""
+    a = analyzer.analyze(models["fc_only"], "cortex-m7", board="stm32f746g-disco")
+    b = analyzer.analyze(models["fc_only"], "cortex-m7", board="mps2-an500")
+    assert a.flash_breakdown["model"] == models["fc_only"].stat().st_size
+    assert a.flash_bytes - b.flash_bytes == a.flash_breakdown["board_support"] > 0
+    assert a.flash_bytes == sum(a.flash_breakdown.values())
+    r = analyzer.analyze(models["residual"], "cortex-m7")  # CONV_2D ADD MEAN FC: more kernels than FC+SOFTMAX
+    assert r.flash_breakdown["kernels"] > a.flash_breakdown["kernels"] > 0
+    assert not any("provisional" in n for n in r.notes)
