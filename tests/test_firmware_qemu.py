@@ -280,10 +280,31 @@ def test_semihosting_exit(build):
         w.close()
 
 
-ARENA_MODELS = ["tiny_fmnist32", "plain_cnn", "depthwise", "residual", "mobilenet_like_64"]
+ARENA_MODELS = ["tiny_fmnist32", "plain_cnn", "depthwise", "residual", "mobilenet_like_64", "zoo:mbv2-tiny:32",
+                "zoo:mbv3-w0.35:47"]
+
+
+def _zoo(name: str, res: int) -> Path | None:
+    """A zoo model converted by `netaug-mcu convert --zoo` (converter cache), if present."""
+    root = Path(os.environ.get("NETAUG_MCU_CACHE", Path.home() / ".cache" / "netaug-mcu")) / "zoo-models"
+    for meta in sorted(root.glob("*/model.json")) if root.is_dir() else []:
+        try:
+            src = json.loads(meta.read_text()).get("source") or {}
+        except ValueError:
+            continue
+        arch = src.get("arch") or {}
+        if src.get("zoo") == name and arch.get("resolution") == res and (meta.parent / "model.tflite").is_file():
+            return meta.parent / "model.tflite"
+    return None
 
 
 def _model(name: str) -> Path:
+    if name.startswith("zoo:"):
+        _, zname, res = name.split(":")
+        p = _zoo(zname, int(res))
+        if p is None:
+            pytest.skip(f"zoo model {zname}@{res} not converted on this machine (netaug-mcu convert --zoo)")
+        return p
     if name.startswith("tiny_fmnist"):
         return ROOT / "hil_tests" / "data" / f"{name}.tflite"
     from converter import analyzer_models
@@ -345,3 +366,14 @@ def test_stm32f746_build_links_and_fits(build):
     assert "USART1_IRQHandler" in nm and "arm_convolve" in nm   # board UART + CMSIS-NN kernels linked
     meta = json.loads((Path(proj.out) / "project.json").read_text())
     assert meta["board"] == "stm32f746g-disco"
+
+
+def test_real_over_budget_model_is_refused(tmp_path):
+    """mcunet-in4 @160 (1.7 MB, ~500 KB arena) cannot fit the F746: refused with the budget gate's figures."""
+    if _analyzer() is None:
+        pytest.skip("converter.analyzer is not in this checkout")
+    model = _model("zoo:mcunet-in4:160")
+    from firmware.errors import ModelRefused
+    with pytest.raises(ModelRefused, match="does not fit stm32f746g-disco") as ei:
+        gen.generate(model, out=tmp_path / "fw", log=lambda *_: None)
+    assert ei.value.exit_code == 1 and not (tmp_path / "fw" / "main.cc").exists()
