@@ -19,7 +19,7 @@ def _image(path: str) -> Path:
             board = json.loads(meta.read_text()).get("board")
             if board and board != "stm32f746g-disco":
                 raise FirmwareError(f"{p} was generated for {board}, not for the stm32f746g-disco "
-                                    f"(QEMU images are run with `netaug-mcu hil --target qemu`)")
+                                    f"(run QEMU images with `netaug-mcu hil --port qemu:DIR/fw.elf ...`)")
         p = p / "fw.bin"
     if not p.is_file():
         raise FirmwareError(f"{p} not found (build it first: netaug-mcu firmware MODEL --board stm32f746g-disco "
