@@ -315,6 +315,20 @@ def build_library(tree: Path, jobs: int = 2, extra_flags: list[str] | None = Non
     lib = libdir / "libtflm.a"
     if lib.is_file() and (libdir / "complete").is_file():
         return lib
+    libdir.mkdir(parents=True, exist_ok=True)
+    import fcntl
+    with open(libdir / ".lock", "w") as lock:   # one builder per library; others wait, then reuse it
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"another process is building {lib}; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if lib.is_file() and (libdir / "complete").is_file():
+            return lib
+        return _build_library_locked(tree, libdir, lib, jobs, extra_flags, log, nice)
+
+
+def _build_library_locked(tree: Path, libdir: Path, lib: Path, jobs: int, extra_flags, log, nice) -> Path:
     mk = write_library_makefile(tree, libdir, extra_flags)
     n = len(library_sources(tree))
     log(f"building the TFLM + CMSIS-NN library once ({n} sources, cached in {libdir}; "
