@@ -104,10 +104,10 @@ def main() -> int:
     if notes.is_file():
         import re
         for line in notes.read_text().splitlines():
-            m = re.match(r"\|\s*([\w.-]+)(?:\s*\(test-models\))?\s*\|\s*[A-Z_0-9 ]+\|\s*(\d+)\s*\|", line)
+            m = re.match(r"\|\s*([\w.-]+)(?:\s*\(test-models\))?\s*\|\s*[A-Z][A-Z_0-9 ]*\|\s*(\d+)\s*\|", line)
             if m and m.group(1) in BUILDERS:
                 device[f"keras/{m.group(1)}"] = int(m.group(2))
-            mf = re.match(r"\|\s*([\w.-]+)\s*\|\s*[A-Z_0-9 ]+\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*0\s*\|\s*(\d+)\s*\|", line)
+            mf = re.match(r"\|\s*([\w.-]+)\s*\|\s*[A-Z][A-Z_0-9 ]*\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*0\s*\|\s*(\d+)\s*\|", line)
             if mf and mf.group(1) in BUILDERS:
                 elf_flash[f"keras/{mf.group(1)}"] = int(mf.group(4))
     for r in rows:
