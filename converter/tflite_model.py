@@ -16,9 +16,6 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-
 class TFLiteError(Exception):
     """Invalid or unsupported .tflite input (one-line message, exit code 2)."""
     exit_code = 2
@@ -170,9 +167,8 @@ def _parse(buf: bytes) -> TFLiteModel:
     if len(buf) < 8:
         raise TFLiteError(f"not a TFLite model: only {len(buf)} bytes")
     if buf[4:8] != b"TFL3":
-        head = buf[:4]
         hint = ""
-        if head[:4] == b"\x08\x01\x12\x00"[:0] or buf[:2] == b"PK":
+        if buf[:2] == b"PK":
             hint = " (this looks like a zip archive, e.g. a PyTorch checkpoint)"
         elif buf[:1] == b"\x08":
             hint = " (this looks like a protobuf, e.g. an ONNX model: convert it first)"
