@@ -287,8 +287,11 @@ def summarise(args, runs: dict, protocol: dict) -> dict:
         dm, dsd = mean_sd(d)
         se = dsd / math.sqrt(len(d)) if len(d) > 1 else None
         res["equal_wall_clock"] = dict(
-            description="NetAug trained with its own full schedule for round(epochs / epoch_time_ratio) "
-                        "epochs (same wall-clock as the baseline's epochs) vs the baseline",
+            description=("NetAug trained with its own full schedule for "
+                         + (f"{args.short_epochs} epochs (fixed with --short-epochs; ~epochs / epoch_time_ratio)"
+                            if args.short_epochs else "round(epochs / epoch_time_ratio) epochs")
+                         + " so that it costs about the baseline's wall-clock, vs the baseline; compare the "
+                         "train_seconds fields for the actual times"),
             netaug_epochs=runs[("netaug_short", short[0])]["epochs"], baseline_epochs=E, seeds=short,
             netaug_top1_mean=round(statistics.mean(sa), 3), baseline_top1_mean=round(statistics.mean(sb), 3),
             netaug_train_seconds_mean=round(statistics.mean(runs[("netaug_short", s)]["train_seconds"] for s in short), 2),
