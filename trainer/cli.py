@@ -80,6 +80,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="model.pt = the best-val epoch (default) or the last one")
     g.add_argument("--workers", type=int, help="data-loading processes for image folders "
                    "(default 0)")
+    g.add_argument("--threads", type=int, help="CPU threads per process (default 1: faster than 2 "
+                   "for these tiny nets, and immune to busy machines)")
     g.add_argument("--device", help="auto (default), cpu or cuda")
     g.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                    help="no progress bars")
@@ -133,7 +135,7 @@ TRAIN_KEYS = ("model", "dataset", "data_dir", "download", "resolution", "channel
               "warmup_epochs", "warmup_lr", "label_smoothing", "dropout", "augment",
               "crop_scale_min", "seed", "netaug", "aug_width", "aug_expand", "alpha",
               "calib_images", "teacher", "kd_weight", "kd_temperature", "out", "resume",
-              "overwrite", "init_from", "select", "workers", "device", "progress")
+              "overwrite", "init_from", "select", "workers", "threads", "device", "progress")
 
 
 def config_from_args(args):

@@ -406,6 +406,8 @@ def run_training(cfg: TrainConfig, *, model_factory: Callable[[int], nn.Module] 
     cfg.validate()
     rank, world, local = dist_env()
     device = resolve_device(cfg.device, local)
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
     info = init_distributed(device)
     try:
         return _run(cfg, info, device, model_factory, strategy, dataset, on_epoch_end, log)
