@@ -18,6 +18,7 @@ help:
 	@echo "make demo     set up and run the whole pipeline on the defaults (runs/demo/report.md)"
 	@echo "make test     set up and run the test suite"
 	@echo "make install  only the set-up (.venv with every dependency, Debian packages when root)"
+	@echo "make bench    the benchmarks (figures in bench/results/)"
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (netaug-mcu needs Python 3.11)"; exit 2; }
@@ -52,8 +53,13 @@ demo: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Benchmarks write their figures to bench/results/ (the NetAug comparison takes ~2 h on 2 cores).
 bench: install
-	$(PY) bench/run_all.py
+	$(PY) bench/analyzer_bench.py
+	$(PY) bench/fuzz_analyzer.py -n 10000
+	$(PY) bench/convert_bench.py
+	$(PY) bench/hil_bench.py
+	$(PY) bench/netaug_vs_baseline.py
 
 clean:
 	rm -rf runs build .pytest_cache
