@@ -272,6 +272,10 @@ def render_report(demo: Demo, d: dict) -> str:
           f"| flash estimate | {_kib(an.get('flash_bytes'))} | analyze |",
           f"| fits {ck.get('board', '?')} | {ck.get('fits', '—')} | check |",
           f"| latency, virtual board (host time) | {_ms(lv.get('median_ms'))} median, p90 {_ms(lv.get('p90_ms'))} | hil latency, {lv.get('runs', '?')} runs |"]
+    dev_arena = ((lq.get("board") or {}).get("arena_used") if lq else None)
+    if dev_arena is not None:
+        L += [f"| arena_used_bytes() on QEMU Cortex-M7 | {_kib(int(dev_arena))} | device `info%` "
+              f"(analyzer error {int(dev_arena) - an.get('arena_bytes', 0):+d} B) |"]
     if lq:
         L += [f"| latency, QEMU (instruction-count proxy) | {_ms(lq.get('median_ms'))} median | hil latency, {lq.get('runs', '?')} runs |"]
     L += [""]

@@ -65,7 +65,7 @@ def _register_demo(sub) -> None:
     p.add_argument("--out", default="runs/demo", help="output directory")
     p.add_argument("--model", default="mbv2-tiny", help="zoo model")
     p.add_argument("--resolution", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=4, help="training epochs (short schedule)")
+    p.add_argument("--epochs", type=int, default=5, help="training epochs (short schedule)")
     p.add_argument("--train-limit", type=int, default=20000, help="training images used")
     p.add_argument("--hil-limit", type=int, default=1000, help="test images sent to the device")
     p.add_argument("--eval-samples", type=int, default=1000,
