@@ -97,6 +97,12 @@ def summarize(model_bytes: bytes) -> ModelSummary:
     """Parse a .tflite flatbuffer (first subgraph)."""
     import tflite
 
+    from .tflite_model import load as checked_load
+
+    # The raw `tflite` accessors trust every offset; the bounds-checked parser turns a truncated or
+    # corrupted file into a one-line TFLiteError (exit 2) before they touch it.
+    checked_load(model_bytes)
+
     try:
         model = tflite.Model.GetRootAsModel(model_bytes, 0)
         if model.SubgraphsLength() < 1:
