@@ -50,8 +50,10 @@ install: system-deps $(STAMP)
 demo: install
 	$(VENV)/bin/netaug-mcu demo --out runs/demo
 
+# pytest's exit 5 ("no tests collected") is a failure too: a suite that ran nothing proves nothing.
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc = 5 ]; then echo "error: pytest collected no tests"; fi; exit $$rc
 
 # Benchmarks write their figures to bench/results/ (the NetAug comparison takes ~2 h on 2 cores).
 bench: install
