@@ -141,14 +141,22 @@ def run_demo(args) -> int:
     else:
         demo.skip("firmware build + QEMU", why)
 
-    # 5. HIL on the virtual board (host TFLM behind a pty), then on QEMU
+    # 5. HIL on the virtual board (host TFLM behind a pty), then on QEMU. A fresh demo starts fresh
+    # journals (the model was just retrained); --resume continues them.
+    def hil_out(name: str) -> tuple[str, list[str]]:
+        d = out / name
+        if not args.resume:
+            shutil.rmtree(d, ignore_errors=True)
+        return str(d), (["--resume"] if (d / "journal.jsonl").exists() else [])
+
     from hil_tests.targets import start_qemu, start_virtual_board
 
     url, stop = start_virtual_board(str(tflite), process=True)
     try:
+        d, resume = hil_out("hil-virtual")
         demo.run("hil accuracy (virtual board)",
                  ["hil", "accuracy", "--port", url, "--model", str(tflite), "--dataset", "fashion-mnist",
-                  "--limit", str(args.hil_limit), "--out", str(out / "hil-virtual")])
+                  "--limit", str(args.hil_limit), "--out", d, *resume])
         demo.run("hil latency (virtual board)",
                  ["hil", "latency", "--port", url, "--model", str(tflite), "--runs", "50", "--warmup", "5",
                   "--out", str(out / "hil-virtual")])
@@ -157,9 +165,10 @@ def run_demo(args) -> int:
     if qemu_elf is not None:
         url, stop = start_qemu(str(qemu_elf))
         try:
+            d, resume = hil_out("hil-qemu")
             demo.run("hil accuracy (QEMU)", ["hil", "accuracy", "--port", url, "--model", str(tflite),
                                              "--dataset", "fashion-mnist", "--limit", "50",
-                                             "--out", str(out / "hil-qemu")])
+                                             "--out", d, *resume])
             demo.run("hil latency (QEMU)", ["hil", "latency", "--port", url, "--model", str(tflite),
                                             "--runs", "10", "--warmup", "1", "--out", str(out / "hil-qemu")])
         finally:

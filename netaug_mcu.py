@@ -73,7 +73,7 @@ def _register_demo(sub) -> None:
     p.add_argument("--board", default="stm32f746g-disco", help="budget board for `check`")
     p.add_argument("--no-netaug", action="store_true", help="train the baseline instead")
     p.add_argument("--no-qemu", action="store_true", help="skip the firmware build and QEMU run")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted demo's training")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo (training checkpoint, HIL journals)")
     p.set_defaults(func=_cmd_demo)
 
 

@@ -13,14 +13,18 @@ import pytest
 N = 120  # test images for both the converter's TFLM accuracy and the virtual board
 
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo")
+def _demo(out: Path, *extra: str) -> None:
     cmd = [sys.executable, "-m", "netaug_mcu", "demo", "--out", str(out), "--epochs", "1",
-           "--train-limit", "300", "--eval-samples", str(N), "--hil-limit", str(N), "--no-qemu"]
+           "--train-limit", "300", "--eval-samples", str(N), "--hil-limit", str(N), "--no-qemu", *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    _demo(out)
     return out
 
 
@@ -69,3 +73,11 @@ def test_memory_analysis_consistent(demo_dir):
     assert an["arena_bytes"] == an["head_bytes"] + an["tail_bytes"] or an["arena_bytes"] >= an["head_bytes"]
     assert an["flash_bytes"] > (demo_dir / "model.tflite").stat().st_size
     assert check["fits"] is True
+
+
+def test_demo_runs_again_in_the_same_directory(demo_dir):
+    """A second `make demo` (and `demo --resume`) reuses the folder instead of tripping on old runs."""
+    before = _json(demo_dir / "hil-virtual" / "accuracy.json")
+    _demo(demo_dir, "--resume")
+    after = _json(demo_dir / "hil-virtual" / "accuracy.json")
+    assert after["samples"] == N and after["device_top1"] == before["device_top1"]
