@@ -71,11 +71,12 @@ def _start_virtual_board_process(model, faults: list[str], baud: int, timeout: f
 
 
 def qemu_command(elf: str, serial: str = "pty", port: int | None = None) -> list[str]:
+    # The machine line belongs to the firmware that targets it (stdlib-only module, no TFLM needed).
+    from firmware.qemu import qemu_command as firmware_qemu_command
+
     # tcp: wait=on holds the CPU until the host connects, so the boot banner is not lost
     chardev = "pty" if serial == "pty" else f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"
-    return ["qemu-system-arm", "-M", "mps2-an500", "-cpu", "cortex-m7", "-nographic", "-monitor", "none",
-            "-serial", chardev, "-icount", "shift=0,align=off,sleep=off",
-            "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+    return firmware_qemu_command(elf, chardev)
 
 
 def _free_port() -> int:
