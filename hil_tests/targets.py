@@ -58,16 +58,21 @@ def _start_virtual_board_process(model, faults: list[str], baud: int, timeout: f
         raise TargetError("virtual board did not start within the timeout")
 
     def stop():
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _terminate(proc)
         shutil.rmtree(d, ignore_errors=True)
     stop.proc = proc
     return url, stop
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def qemu_command(elf: str, serial: str = "pty", port: int | None = None) -> list[str]:
@@ -118,13 +123,7 @@ def start_qemu(elf, serial: str = "tcp", timeout: float = 20.0):
     threading.Thread(target=reader, daemon=True, name="qemu-log").start()
 
     def stop() -> int | None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _terminate(proc)
         return proc.returncode
     stop.proc, stop.log = proc, log
 

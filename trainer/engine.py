@@ -675,6 +675,14 @@ def _run(cfg, info, device, model_factory, strategy, dataset, on_epoch_end, log)
     return result
 
 
+def _raise_rank_error(err: tuple[str, int] | None) -> None:
+    """Re-raise a (message, exit_code) TrainError collected from some rank."""
+    if err:
+        exc = TrainError(err[0])
+        exc.exit_code = err[1]
+        raise exc
+
+
 def _rank0_first(fn: Callable[[], None], info: DistInfo) -> None:
     """Run `fn` on rank 0 only; a TrainError there stops every rank with the same message."""
     err = None
@@ -689,10 +697,7 @@ def _rank0_first(fn: Callable[[], None], info: DistInfo) -> None:
         box = [err]
         dist.broadcast_object_list(box, src=0)
         err = box[0]
-    if err:
-        exc = TrainError(err[0])
-        exc.exit_code = err[1]
-        raise exc
+    _raise_rank_error(err)
 
 
 def _all_ranks_ok(fn: Callable[[], None], info: DistInfo) -> None:
@@ -708,10 +713,7 @@ def _all_ranks_ok(fn: Callable[[], None], info: DistInfo) -> None:
         errs: list[Any] = [None] * info.world
         dist.all_gather_object(errs, err)
         err = next((e for e in errs if e), None)
-    if err:
-        exc = TrainError(err[0])
-        exc.exit_code = err[1]
-        raise exc
+    _raise_rank_error(err)
 
 
 def _load_checkpoint(path: Path, info: DistInfo) -> dict[str, Any] | None:
