@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the Keras test models
 
-from converter import analyzer, reorder  # noqa: E402
-from converter.analyzer_measure import allocations, min_arena  # noqa: E402
-from converter.analyzer_models import BUILDERS, model_path  # noqa: E402
+from netaug_mcu.converter import analyzer, reorder  # noqa: E402
+from netaug_mcu.converter.analyzer_measure import allocations, min_arena  # noqa: E402
+from keras_models import BUILDERS, model_path  # noqa: E402
 
 ZOO = [("mcunet-in1", 64), ("mcunet-in1", 96), ("mbv2-tiny", 32), ("mbv2-tiny", 64), ("mbv3-w0.35", 47),
        ("mbv2-w0.35", 160), ("proxyless-w0.35", 160), ("mcunet-in2", 160), ("mcunet-in3", 176), ("mcunet-in4", 160)]
@@ -50,7 +50,7 @@ def main() -> int:
     models = [(f"keras/{n}", model_path(n)) for n in BUILDERS]
     tmp = Path(tempfile.mkdtemp(prefix="analyzer-bench-"))
     if not args.no_zoo:
-        from converter.convert import convert_zoo
+        from netaug_mcu.converter.convert import convert_zoo
         for name, res in ZOO:
             p = tmp / f"{name}-{res}.tflite"
             try:

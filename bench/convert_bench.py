@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+
 
 
 def main(argv=None) -> int:
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     if args.zoo_all:
         return zoo_all(Path(args.work), REPO / "bench" / "results" / "convert_zoo.json")
 
-    from converter import convert as cv
+    from netaug_mcu.converter import convert as cv
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -117,8 +117,8 @@ def main(argv=None) -> int:
 
 
 def zoo_all(work: Path, out: Path) -> int:
-    from converter import convert as cv
-    from trainer import zoo
+    from netaug_mcu.converter import convert as cv
+    from netaug_mcu.trainer import zoo
 
     work.mkdir(parents=True, exist_ok=True)
     res = {}

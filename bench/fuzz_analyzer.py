@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the Keras test models
 
-from converter import analyzer  # noqa: E402
-from converter.analyzer_models import BUILDERS, model_path  # noqa: E402
-from converter.tflite_model import TFLiteError  # noqa: E402
+from netaug_mcu.converter import analyzer  # noqa: E402
+from keras_models import BUILDERS, model_path  # noqa: E402
+from netaug_mcu.common.tflite_model import TFLiteError  # noqa: E402
 
 
 def mutate(rng: np.random.Generator, base: bytes) -> tuple[str, bytes]:

@@ -21,13 +21,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from hil_tests import protocol as P  # noqa: E402
-from hil_tests.client import Client  # noqa: E402
-from hil_tests.model import load_model  # noqa: E402
-from hil_tests.runner import run_accuracy  # noqa: E402
-from hil_tests.virtual_board import VirtualBoard  # noqa: E402
+from netaug_mcu.hil import protocol as P  # noqa: E402
+from netaug_mcu.hil.client import Client  # noqa: E402
+from netaug_mcu.hil.model import load_model  # noqa: E402
+from netaug_mcu.hil.runner import run_accuracy  # noqa: E402
+from netaug_mcu.hil.virtual_board import VirtualBoard  # noqa: E402
 
 LINE_BAUD = 921600
 
@@ -71,7 +70,7 @@ def measure_throughput(model, samples: int, baud: int, binary: bool) -> dict:
 def measure_qemu(model, elf: str, samples: int) -> dict:
     """The same client and runner against the firmware on QEMU mps2-an500 (UART on a pty)."""
     import hashlib
-    from hil_tests.runner import run_latency
+    from netaug_mcu.hil.runner import run_latency
     with tempfile.TemporaryDirectory() as d:
         s = run_accuracy([f"qemu:{elf}"], str(model.path), d, limit=samples, progress=False, timeout=10.0)
         lat = run_latency(f"qemu:{elf}", str(model.path), runs=10, warmup=2, timeout=10.0)

@@ -41,26 +41,23 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 class BenchError(Exception):
     exit_code = 2
 
 
-# Micro MobileNetV2-style model built from the zoo's blocks (zoo._build_mb):
+# Micro MobileNetV2-style model in the zoo's architecture notation (trainer/zoo.py):
 # stem 8 (s2), DSConv 8->8, MB 16 (e3, s2), MB 16 (e3, res), MB 24 (e3, s2), MB 24 (e3, res),
 # 1x1 head 64, FC. ~12k params: small enough to under-fit Fashion-MNIST.
-MICRO_BLOCKS = [(16, 3, 3, 2, False), (16, 3, 3, 1, True), (24, 3, 3, 2, False), (24, 3, 3, 1, True)]
+MICRO_ARCH = "stem_k3_s2_c8 ds_k3_c8_noskip ir_r2_k3_s2_e3_c16 ir_r2_k3_s2_e3_c24 head_c64"
 
 
 def build_model(name: str, resolution: int):
-    from trainer import zoo
+    from netaug_mcu.trainer import zoo
 
     if name == "micro":
-        m = zoo._build_mb(1, 10, 8, 8, MICRO_BLOCKS, 64)
-        m.arch = dict(name="micro", in_channels=1, num_classes=10, resolution=resolution)
-        return m
+        return zoo.build_arch(MICRO_ARCH, 1, 10, resolution, name="micro")
     if name not in zoo.MODELS:
         raise BenchError(f"unknown model {name!r} (micro or one of {', '.join(zoo.MODELS)})")
     return zoo.build(name, in_channels=1, num_classes=10, resolution=resolution)
@@ -71,7 +68,7 @@ def load_data(args, device):
     import torch.nn.functional as F
 
     try:
-        from trainer.data import load_fashion_mnist
+        from netaug_mcu.trainer.data import load_fashion_mnist
         tr_x, tr_y, te_x, te_y = load_fashion_mnist(args.data_dir, download=False, quiet=True)
     except Exception as exc:  # noqa: BLE001 - one-line error
         raise BenchError(f"Fashion-MNIST not found/readable ({str(exc).splitlines()[0]}); install the "
@@ -145,8 +142,8 @@ def run_arm(arm: str, seed: int, epochs: int, args, data, device, work: Path, lo
     """Train one arm; resumable from ``work/<arm>_s<seed>_e<epochs>.pt``; returns its record."""
     import torch
     import torch.nn as nn
-    from trainer.netaug.strategy import NetAugStrategy
-    from trainer.strategy import BaselineStrategy
+    from netaug_mcu.trainer.netaug.strategy import NetAugStrategy
+    from netaug_mcu.trainer.strategy import BaselineStrategy
 
     tag = f"{arm}_s{seed}_e{epochs}"
     done_f, ck_f = work / f"{tag}.json", work / f"{tag}.pt"
@@ -223,7 +220,7 @@ def run_arm(arm: str, seed: int, epochs: int, args, data, device, work: Path, lo
     # final: the exported plain model must reproduce the reported accuracy (zero-overhead export)
     plain_final = strat.export(module).to(device)
     final_acc = evaluate(plain_final, data["xte"], data["yte"])
-    from trainer import zoo
+    from netaug_mcu.trainer import zoo
     params, macs = zoo.count(plain_final, args.resolution, 1)
     rec = dict(arm=arm, seed=seed, epochs=epochs, history=hist, final_test_top1=final_acc,
                last_epoch_test_top1=hist[-1]["test_acc"], final_train_top1=hist[-1]["train_acc"],
@@ -424,7 +421,7 @@ def _main(args) -> int:
         raise BenchError("--seeds, --aug-width and --aug-expand take comma-separated numbers") from None
     if not args.seeds or args.epochs < 2 or args.train_images < args.batch_size:
         raise BenchError("need >= 1 seed, >= 2 epochs and at least one batch of training images")
-    from trainer.netaug.strategy import validate_list
+    from netaug_mcu.trainer.netaug.strategy import validate_list
     validate_list("--aug-width", args.aug_width)
     validate_list("--aug-expand", args.aug_expand)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -436,7 +433,7 @@ def _main(args) -> int:
     out = Path(args.out)
     data = load_data(args, device)
     m = build_model(args.model, args.resolution)
-    from trainer import zoo
+    from netaug_mcu.trainer import zoo
     params, macs = zoo.count(m, args.resolution, 1)
     protocol = dict(
         description=(f"{args.model} ({params} params, {macs} MACs) at {args.resolution}x{args.resolution}, "

@@ -1,6 +1,6 @@
 """Subprocess entry: ONNX -> (onnx2tf) Keras graph -> one full-integer int8 TFLite conversion.
 
-Run as `python -m converter._onnx2tf_worker job.json` in a scratch directory (converter.quantize does
+Run as `python -m netaug_mcu.converter._onnx2tf_worker job.json` in a scratch directory (converter.quantize does
 this). It is a separate process because onnx2tf/TensorFlow are noisy, slow to import and keep global
 state; the parent captures this process's log and shows its tail only on failure.
 

@@ -6,7 +6,7 @@ a temporary file around the call and the "Arena allocation total/head/tail" line
 Arena sizes passed to the interpreter are multiples of 16 (new[] returns 16-aligned memory),
 the configuration the analyzer models.
 
-Every public function runs the wheel in a child process (`python -m converter.analyzer_measure`):
+Every public function runs the wheel in a child process (`python -m netaug_mcu.converter.analyzer_measure`):
 the wheel's native library and TensorFlow's must not share a process (segfaults), and a
 crash in the interpreter on odd input then cannot take the caller down.
 """
@@ -14,39 +14,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
-import threading
 
-_LOCK = threading.Lock()
+from ..common.host_tflm import capture_fd2, parse_allocations
 
 
 def _runtime():
     from tflite_micro.python.tflite_micro import runtime
     return runtime
-
-
-def _capture_fd2(fn):
-    with _LOCK:
-        fd, tmp = tempfile.mkstemp(prefix="tflm-alloc-")
-        saved = os.dup(2)
-        try:
-            os.dup2(fd, 2)
-            try:
-                res = fn()
-            finally:
-                os.dup2(saved, 2)
-            os.lseek(fd, 0, 0)
-            out = b""
-            while chunk := os.read(fd, 65536):
-                out += chunk
-        finally:
-            os.close(saved)
-            os.close(fd)
-            os.unlink(tmp)
-    return res, out.decode("utf-8", "replace")
 
 
 def default_arena(data: bytes) -> int:
@@ -63,16 +40,8 @@ def _allocations(data: bytes, arena_size: int | None = None) -> dict:
         it.print_allocations()
         return it
 
-    _, text = _capture_fd2(go)
-    res: dict = {}
-    for key in ("total", "head", "tail"):
-        m = re.search(rf"Arena allocation {key} (\d+) bytes", text)
-        if not m:
-            raise RuntimeError(f"no 'Arena allocation {key}' line in print_allocations output: {text[:200]!r}")
-        res[key] = int(m.group(1))
-    for m in re.finditer(r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+)", text):
-        res[m.group(1)] = {"used": int(m.group(2)), "requested": int(m.group(3)), "count": int(m.group(4))}
-    return res
+    _, text = capture_fd2(go)
+    return parse_allocations(text)
 
 
 def _measure_arena(data: bytes) -> int:
@@ -89,7 +58,7 @@ def _constructs(data: bytes, arena_size: int) -> bool:
         except (RuntimeError, ValueError):
             return False
 
-    ok, _ = _capture_fd2(go)
+    ok, _ = capture_fd2(go)
     return ok
 
 
@@ -123,7 +92,7 @@ def _min_arena(data: bytes, hi: int | None = None, lo: int = 16, step: int = 8) 
 
 
 def _run_tflm(data: bytes, inputs: list, arena_size: int | None = None) -> list:
-    from .tflite_model import load
+    from ..common.tflite_model import load
     rt = _runtime()
     n_out = len(load(data).outputs)
 
@@ -134,7 +103,7 @@ def _run_tflm(data: bytes, inputs: list, arena_size: int | None = None) -> list:
         it.invoke()
         return [it.get_output(i).copy() for i in range(n_out)]
 
-    outs, _ = _capture_fd2(go)
+    outs, _ = capture_fd2(go)
     return outs
 
 
@@ -150,8 +119,7 @@ def _child(cmd: str, data: bytes, **kw):
             np.savez(os.path.join(d, "inputs.npz"), *kw.pop("inputs"))
         arg = json.dumps({"cmd": cmd, "dir": d, **kw})
         env = dict(os.environ, OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
-        r = subprocess.run([sys.executable, "-m", "converter.analyzer_measure", arg], capture_output=True,
-                           text=True, env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        r = subprocess.run([sys.executable, "-m", __name__, arg], capture_output=True, text=True, env=env)
         if r.returncode != 0:
             raise RuntimeError(f"tflite-micro child failed ({r.returncode}): {r.stderr.strip()[-300:]}")
         res = json.loads(r.stdout.strip().splitlines()[-1])

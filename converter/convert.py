@@ -4,7 +4,7 @@ Route: torch.onnx.export (legacy, opset 13) -> onnxsim + TF-SAME padding surgery
 (converter.onnx_export) -> onnx2tf 1.29 graph translation + one full-integer TFLite conversion in an
 offline subprocess (converter.quantize) -> checks (TFLM ops, no PAD/TRANSPOSE, int8 I/O) ->
 evaluation: float (torch), int8 (tf.lite/LiteRT), TFLM host, on inputs prepared by
-converter.datasets (the numpy path hil_tests uses too).
+netaug_mcu.common.preprocess (the numpy path the HIL host uses too).
 
 Python API used by other stages:
   convert_checkpoint(model_pt, out_tflite, calib_samples=300, eval_samples=1000) -> report dict
@@ -26,10 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from ..common.artifacts import MODEL_JSON, model_json_path
+from ..common.datasets import FASHION_MNIST, load_split
+from ..common.fsio import atomic_write_many, check_writable
+from ..common.paths import cache_root
+from ..common.preprocess import preprocess as prep
 from .errors import ConvertError
 
-CHECKPOINT_FORMAT = "netaug-mcu/model/1"
-REPORT_FORMAT = "netaug-mcu/model-json/1"
 CONVERTER_VERSION = 1          # bump when the conversion route changes (invalidates caches)
 CALIB_SEED = 0
 
@@ -39,81 +42,14 @@ def _log(msg: str, quiet: bool) -> None:
         print(f"[convert] {msg}", file=sys.stderr, flush=True)
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("NETAUG_MCU_CACHE", Path.home() / ".cache" / "netaug-mcu"))
-
-
-def report_path_for(out_tflite: str | os.PathLike) -> Path:
-    p = Path(out_tflite)
-    return p.with_suffix(".json") if p.suffix else p.with_name(p.name + ".json")
-
-
-# ---------------------------------------------------------------- output files (atomic)
-
-def _check_writable(out_tflite: Path) -> None:
-    parent = out_tflite.parent
-    if out_tflite.is_dir():
-        raise ConvertError(f"output path {out_tflite} is a directory")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ConvertError(f"cannot write output {out_tflite}: {exc.strerror or exc}") from exc
-
-
-def _atomic_write(files: dict[Path, bytes]) -> None:
-    """Write all files to temporaries in their directories, then rename them into place."""
-    tmps: list[tuple[str, Path]] = []
-    try:
-        for dest, data in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-            tmps.append((tmp, dest))
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        for tmp, dest in tmps:
-            os.replace(tmp, dest)
-    except OSError as exc:
-        for tmp, _ in tmps:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        raise ConvertError(f"cannot write output: {exc}") from exc
-
-
 # ---------------------------------------------------------------- checkpoint
 
 def load_checkpoint(model_pt: str | os.PathLike):
-    """-> (torch model in eval mode, checkpoint dict). Bad files raise ConvertError."""
-    import torch
+    """-> (torch model in eval mode, checkpoint dict). Bad files raise a one-line UserError."""
+    from ..trainer import model_file
 
-    p = Path(model_pt)
-    if not p.is_file():
-        raise ConvertError(f"checkpoint {p} does not exist")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - corrupt/truncated/not a torch file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConvertError(f"cannot read checkpoint {p}: {first[:200]}") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ConvertError(f"{p} is not a netaug-mcu model.pt (format {CHECKPOINT_FORMAT!r} expected)")
-    for key in ("arch", "state_dict", "preprocess"):
-        if key not in ckpt:
-            raise ConvertError(f"checkpoint {p} lacks {key!r}")
-    from trainer import zoo
-
-    arch = dict(ckpt["arch"])
-    try:
-        model = zoo.build(**arch)
-        model.load_state_dict(ckpt["state_dict"], strict=True)
-    except Exception as exc:  # noqa: BLE001 - unknown arch, mismatched weights
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConvertError(f"checkpoint {p} does not match its architecture {arch}: {first[:200]}") from exc
-    return model.eval(), ckpt
+    ckpt = model_file.read(model_pt, "checkpoint")
+    return model_file.build(ckpt, model_pt), ckpt
 
 
 # ---------------------------------------------------------------- core
@@ -154,10 +90,11 @@ def convert_module(model, preprocess: dict, out_tflite: str | os.PathLike, *,
     from .evaluate import evaluate_tflite
     from .onnx_export import prepare_onnx
     from .quantize import onnx_to_int8_tflite
-    from .tflm_ops import attach_origins, check_int8_io, check_tflm_compatible, summarize
+    from ..common.tflite_model import load as load_tflite
+    from .graph_checks import attach_origins, check_int8_io, check_tflm_compatible
 
     out = Path(out_tflite)
-    _check_writable(out)
+    check_writable(out)
     res = int(preprocess["resolution"])
     ch = int(preprocess["channels"])
     want = (res, res, ch)
@@ -175,14 +112,14 @@ def convert_module(model, preprocess: dict, out_tflite: str | os.PathLike, *,
     _log(f"onnx2tf -> full-integer int8 TFLite ({len(calib)} calibration samples)", quiet)
     tfl, layer_map, _ = onnx_to_int8_tflite(proto, calib.astype(np.float32), quant_type=quant_type,
                                             simplified=bool(surgery.get("onnxsim")))
-    summary = summarize(tfl)
+    summary = load_tflite(tfl)
     attach_origins(summary, layer_map)
     check_tflm_compatible(summary, forbid=frozenset(forbid_ops))
     check_int8_io(summary)
     conv_seconds = round(time.time() - t0, 2)
     _log(f"converted in {conv_seconds:.1f} s: {len(tfl):,} bytes, ops {summary.op_histogram}", quiet)
 
-    rep: dict[str, Any] = {"format": REPORT_FORMAT, "model_file": out.name}
+    rep: dict[str, Any] = {"format": MODEL_JSON, "model_file": out.name}
     rep.update(extra or {})
     rep["input"] = summary.io("input")
     rep["output"] = summary.io("output")
@@ -190,7 +127,7 @@ def convert_module(model, preprocess: dict, out_tflite: str | os.PathLike, *,
     rep["op_histogram"] = summary.op_histogram
     rep["tflm_ops"] = sorted(summary.op_histogram)
     rep["ops"] = [{"index": o.index, "op": o.name, "macs": o.macs, "layer": o.origin} for o in summary.ops]
-    rep["weight_bytes"] = summary.weight_bytes
+    rep["weight_bytes"] = summary.tensor_data_bytes
     rep["file_bytes"] = len(tfl)
     rep["macs"] = summary.macs
     rep["calib_samples"] = int(len(calib))
@@ -216,46 +153,27 @@ def convert_module(model, preprocess: dict, out_tflite: str | os.PathLike, *,
     else:
         rep["eval_samples"] = 0
     rep["total_seconds"] = round(time.time() - t0, 2)
-    _atomic_write({out: tfl, report_path_for(out): (json.dumps(rep, indent=2) + "\n").encode()})
-    _log(f"wrote {out} and {report_path_for(out)}", quiet)
+    atomic_write_many({out: tfl, model_json_path(out): (json.dumps(rep, indent=2) + "\n").encode()})
+    _log(f"wrote {out} and {model_json_path(out)}", quiet)
     return rep
 
 
 # ---------------------------------------------------------------- data
 
-def _load_images(dataset: str, split: str, channels: int):
-    from .datasets import DatasetError, load_dataset
-
-    try:
-        return load_dataset(dataset, split=split, channels=channels)
-    except DatasetError as exc:
-        raise ConvertError(str(exc)) from exc
-
-
 def calibration_inputs(preprocess: dict, n: int, dataset: str | None = None, seed: int = CALIB_SEED) -> np.ndarray:
     """`n` training images (seeded random subset), preprocessed -> NHWC float32."""
-    from .datasets import preprocess as prep
-
-    ds = dataset or preprocess.get("dataset", "fashion-mnist")
-    x, _, _ = _load_images(ds, "train", int(preprocess["channels"]))
+    x, _, _ = load_split(dataset or preprocess.get("dataset") or FASHION_MNIST, "train",
+                         int(preprocess["channels"]))
     idx = np.random.default_rng(seed).permutation(len(x))[:n]
-    try:
-        return prep(x[np.sort(idx)], preprocess)
-    except ValueError as exc:
-        raise ConvertError(f"cannot preprocess {ds} images: {exc}") from exc
+    return prep(x[np.sort(idx)], preprocess)
 
 
 def evaluation_inputs(preprocess: dict, n: int, dataset: str | None = None):
     """First `n` test images -> (NHWC float32 inputs, labels, class names)."""
-    from .datasets import preprocess as prep
-
-    ds = dataset or preprocess.get("dataset", "fashion-mnist")
-    x, y, classes = _load_images(ds, "test", int(preprocess["channels"]))
+    x, y, classes = load_split(dataset or preprocess.get("dataset") or FASHION_MNIST, "test",
+                               int(preprocess["channels"]))
     n = len(x) if n is None or n <= 0 else min(n, len(x))
-    try:
-        return prep(x[:n], preprocess), y[:n], classes
-    except ValueError as exc:
-        raise ConvertError(f"cannot preprocess {ds} images: {exc}") from exc
+    return prep(x[:n], preprocess), y[:n], classes
 
 
 # ---------------------------------------------------------------- public entry points
@@ -266,7 +184,7 @@ def convert_checkpoint(model_pt: str | os.PathLike, out_tflite: str | os.PathLik
     """Trainer checkpoint (model.pt) -> int8 TFLite + model.json with float/int8/TFLM accuracies."""
     if calib_samples < 1 and calib_data is None:
         raise ConvertError("--calib-samples must be >= 1")
-    _check_writable(Path(out_tflite))
+    check_writable(Path(out_tflite))
     model, ckpt = load_checkpoint(model_pt)
     pp = dict(ckpt["preprocess"])
     pp.setdefault("resolution", ckpt["arch"].get("resolution"))
@@ -306,7 +224,7 @@ def zoo_cache_key(name: str, resolution: int, channels: int, classes: int, calib
                   check_samples: int, seed: int) -> str:
     zoo_src = b""
     try:
-        import trainer.zoo as z
+        from ..trainer import zoo as z
 
         zoo_src = Path(z.__file__).read_bytes()
     except Exception:  # noqa: BLE001
@@ -328,10 +246,10 @@ def convert_zoo(name: str, resolution: int | None, channels: int, classes: int, 
     """
     import torch
 
-    from trainer import zoo
+    from ..trainer import zoo
 
     out = Path(out_tflite)
-    _check_writable(out)
+    check_writable(out)
     try:
         model = zoo.build(name, in_channels=channels, num_classes=classes, resolution=resolution)
     except Exception as exc:  # noqa: BLE001 - ZooError and friends
@@ -345,7 +263,7 @@ def convert_zoo(name: str, resolution: int | None, channels: int, classes: int, 
         rep["cached"] = True
         rep["model_file"] = out.name
         if out.resolve() != ctfl.resolve():
-            _atomic_write({out: ctfl.read_bytes(), report_path_for(out): (json.dumps(rep, indent=2) + "\n").encode()})
+            atomic_write_many({out: ctfl.read_bytes(), model_json_path(out): (json.dumps(rep, indent=2) + "\n").encode()})
         _log(f"{name}@{resolution}: from cache {cdir}", quiet)
         return rep
     torch.manual_seed(seed)
@@ -388,13 +306,13 @@ def evaluate_model(tflite_path: str | os.PathLike, dataset: str = "fashion-mnist
     model if present, else inferred from the input shape with mean 0 / std 1 (pixels in [0,1]).
     """
     from .evaluate import evaluate_tflite
-    from .tflm_ops import summarize
+    from ..common.tflite_model import load as load_tflite
 
     p = Path(tflite_path)
     if not p.is_file():
         raise ConvertError(f"model {p} does not exist")
     data = p.read_bytes()
-    summary = summarize(data)
+    summary = load_tflite(data)
     ishape = summary.io("input")["shape"]
     if len(ishape) != 4:
         raise ConvertError(f"model input must be NHWC 4-D, got shape {ishape}")
@@ -402,7 +320,7 @@ def evaluate_model(tflite_path: str | os.PathLike, dataset: str = "fashion-mnist
     if isinstance(preprocess, dict):
         pp, pp_source = dict(preprocess), "given"
     else:
-        jp = Path(preprocess) if preprocess else report_path_for(p)
+        jp = Path(preprocess) if preprocess else model_json_path(p)
         if jp.is_file():
             try:
                 pp = json.loads(jp.read_text())["preprocess"]
@@ -421,10 +339,10 @@ def evaluate_model(tflite_path: str | os.PathLike, dataset: str = "fashion-mnist
     pp.setdefault("resolution", int(ishape[1]))
     pp.setdefault("channels", int(ishape[3]))
     x, y, classes = evaluation_inputs(pp, eval_samples, dataset)
-    rep: dict[str, Any] = {"format": REPORT_FORMAT, "model_file": p.name, "eval_dataset": dataset,
+    rep: dict[str, Any] = {"format": MODEL_JSON, "model_file": p.name, "eval_dataset": dataset,
                            "eval_split": "test", "preprocess": pp, "preprocess_source": pp_source}
     rep["input"], rep["output"] = summary.io("input"), summary.io("output")
     rep["op_histogram"] = summary.op_histogram
-    rep["weight_bytes"], rep["file_bytes"], rep["macs"] = summary.weight_bytes, len(data), summary.macs
+    rep["weight_bytes"], rep["file_bytes"], rep["macs"] = summary.tensor_data_bytes, len(data), summary.macs
     rep.update(evaluate_tflite(data, x, y, None, ref_check_samples=ref_check_samples, quiet=quiet))
     return rep

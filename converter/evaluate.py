@@ -1,18 +1,17 @@
 """Run an int8 .tflite with tf.lite/LiteRT (optimized and reference kernels) and the TFLM host
 interpreter; accuracy and agreement report.
 
-Inputs are prepared only with converter.datasets (numpy), exactly as hil_tests does on the board.
+Inputs are prepared with netaug_mcu.common.preprocess (numpy), exactly as the HIL host does for the board.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 from typing import Callable
 
 import numpy as np
 
-from .datasets import dequantize, quantize_input
+from ..common.host_tflm import HostTFLM, quiet_fd2
+from ..common.preprocess import dequantize, quantize as quantize_input
 from .errors import ConvertError
 
 
@@ -26,23 +25,6 @@ def _progress(total: int, desc: str, quiet: bool):
                     console=console, transient=True, disable=disable)
 
 
-@contextlib.contextmanager
-def _quiet_fd2():
-    """Silence C++ stderr chatter (LiteRT's 'INFO: Created TensorFlow Lite XNNPACK delegate')."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as dn:
-            os.dup2(dn.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 class LiteRTRunner:
     """tf.lite-compatible interpreter from ai_edge_litert (bit-exact with tf.lite of TF 2.19)."""
 
@@ -53,7 +35,7 @@ class LiteRTRunner:
             import tensorflow.lite as lite  # type: ignore[no-redef]
         kind = lite.OpResolverType.BUILTIN_REF if reference else lite.OpResolverType.AUTO
         try:
-            with _quiet_fd2():
+            with quiet_fd2():
                 self.it = lite.Interpreter(model_content=model_bytes, experimental_op_resolver_type=kind,
                                            num_threads=1)
                 self.it.allocate_tensors()
@@ -76,42 +58,6 @@ class LiteRTRunner:
         self.it.set_tensor(self.inp["index"], x.reshape(self.inp["shape"]).astype(self.inp["dtype"]))
         self.it.invoke()
         return self.it.get_tensor(self.out["index"]).copy()
-
-
-def tflm_arena_size(model_bytes: bytes) -> int:
-    """Generous host arena: all tensor bytes + 2x model + 1 MiB (host memory is plentiful)."""
-    from .tflm_ops import summarize
-
-    s = summarize(model_bytes)
-    act = 0
-    for t in s.tensors:
-        if t.nbytes == 0 and t.shape:
-            item = {"int8": 1, "uint8": 1, "int16": 2, "float16": 2}.get(t.dtype, 4)
-            act += int(np.prod([max(d, 1) for d in t.shape])) * item
-    return act + 2 * len(model_bytes) + (1 << 20)
-
-
-class TFLMRunner:
-    """TensorFlow Lite Micro host interpreter (reference kernels) from the tflite-micro wheel."""
-
-    def __init__(self, model_bytes: bytes, arena_size: int | None = None):
-        try:
-            from tflite_micro.python.tflite_micro import runtime
-        except ModuleNotFoundError as exc:
-            raise ConvertError("the tflite-micro package is not installed (pip install tflite-micro)") from exc
-        try:
-            with _quiet_fd2():
-                self.it = runtime.Interpreter.from_bytes(model_bytes,
-                                                         arena_size=arena_size or tflm_arena_size(model_bytes))
-        except Exception as exc:  # noqa: BLE001
-            raise ConvertError(f"TFLM cannot load the model: {str(exc).strip().splitlines()[-1]}") from exc
-        self.inp = self.it.get_input_details(0)
-        self.out = self.it.get_output_details(0)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        self.it.set_input(x.reshape(self.inp["shape"]).astype(self.inp["dtype"]), 0)
-        self.it.invoke()
-        return np.array(self.it.get_output(0), copy=True)
 
 
 def _quantize_for(runner: LiteRTRunner, x: np.ndarray) -> np.ndarray:
@@ -152,7 +98,7 @@ def evaluate_tflite(model_bytes: bytes, inputs_nhwc: np.ndarray, labels: np.ndar
     lite = LiteRTRunner(model_bytes)
     q_in = _quantize_for(lite, inputs_nhwc)
     int8_raw = _run_all(lite, q_in, "tf.lite int8", quiet)
-    tflm = TFLMRunner(model_bytes)
+    tflm = HostTFLM(model_bytes)
     tflm_raw = _run_all(tflm, q_in, "TFLM host  ", quiet)
     n_ref = min(int(ref_check_samples), len(q_in))
     ref = LiteRTRunner(model_bytes, reference=True)

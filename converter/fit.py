@@ -11,19 +11,19 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from . import analyzer, boards
+from . import analyzer, budget
 
 
-def _probe(name: str, res: int, channels: int, classes: int, target: str, budget, work: Path) -> dict:
+def _probe(name: str, res: int, channels: int, classes: int, target: str, bud, work: Path) -> dict:
     from .convert import convert_zoo
     out = work / f"{name}-{res}.tflite"
     convert_zoo(name, res, channels, classes, out, quiet=True)
-    a = analyzer.analyze(out, target, board=budget.board)
+    a = analyzer.analyze(out, target, board=bud.board)
     return {"resolution": res, "arena_bytes": a.arena_bytes, "min_arena_bytes": a.min_arena_bytes,
             "head_bytes": a.head_bytes, "tail_bytes": a.tail_bytes, "flash_bytes": a.flash_bytes,
-            "peak_op": a.peak_op, "fits_ram": a.min_arena_bytes <= budget.arena_budget,
-            "fits_flash": a.flash_bytes <= budget.flash_bytes,
-            "fits": a.min_arena_bytes <= budget.arena_budget and a.flash_bytes <= budget.flash_bytes}
+            "peak_op": a.peak_op, "fits_ram": a.min_arena_bytes <= bud.arena_bud,
+            "fits_flash": a.flash_bytes <= bud.flash_bytes,
+            "fits": a.min_arena_bytes <= bud.arena_bud and a.flash_bytes <= bud.flash_bytes}
 
 
 def fit_zoo(name: str, board: str | None = "stm32f746g-disco", sram: str | None = None, flash: str | None = None,
@@ -33,7 +33,7 @@ def fit_zoo(name: str, board: str | None = "stm32f746g-disco", sram: str | None 
         raise analyzer.AnalyzerError("--step must be 8 or 16")
     if min_res < step or max_res < min_res:
         raise analyzer.AnalyzerError(f"bad resolution range {min_res}..{max_res}")
-    bud = boards.budget(board, sram, flash, reserve)
+    bud = budget.budget(board, sram, flash, reserve)
     tgt = target or bud.target
     cands = list(range((min_res + step - 1) // step * step, max_res + 1, step))
     if not cands:

@@ -11,18 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.paths import cache_root
 from .errors import ConvertError
-
-_PKG_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 def log_dir() -> Path:
-    return Path(os.environ.get("NETAUG_MCU_CACHE", Path.home() / ".cache" / "netaug-mcu")) / "logs"
+    return cache_root() / "logs"
 
 
 def offline_env() -> dict[str, str]:
     """Environment for the worker: proxies to a closed port (defence in depth; the worker also
-    disables sockets), quiet TensorFlow, no GPU probing, our package importable."""
+    disables sockets), quiet TensorFlow, no GPU probing."""
     env = dict(os.environ)
     for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         env[k] = "http://127.0.0.1:9"
@@ -31,7 +30,6 @@ def offline_env() -> dict[str, str]:
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env["CUDA_VISIBLE_DEVICES"] = ""
     env["TF_ENABLE_ONEDNN_OPTS"] = "0"
-    env["PYTHONPATH"] = _PKG_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 
@@ -66,7 +64,7 @@ def onnx_to_int8_tflite(onnx_proto, calib_nhwc: np.ndarray, input_name: str = "i
         log_path = tmpd / "onnx2tf.log"
         with open(log_path, "wb") as logf:
             try:
-                proc = subprocess.run([sys.executable, "-m", "converter._onnx2tf_worker", str(tmpd / "job.json")],
+                proc = subprocess.run([sys.executable, "-m", f"{__package__}._onnx2tf_worker", str(tmpd / "job.json")],
                                       cwd=tmpd, env=offline_env(), stdout=logf, stderr=subprocess.STDOUT,
                                       timeout=timeout, check=False)
                 rc = proc.returncode

@@ -19,13 +19,15 @@ import struct
 from pathlib import Path
 
 from . import analyzer
-from .tflite_model import TFLiteModel, load
+from ..common.errors import UserError
+from ..common.fsio import atomic_write
+from ..common.tflite_model import TFLiteModel, load
 
 MAX_STATES = 400_000
 
 
-class ReorderError(Exception):
-    exit_code = 2
+class ReorderError(UserError):
+    pass
 
 
 def _graph(model: TFLiteModel):
@@ -49,7 +51,7 @@ def schedule_peak(model: TFLiteModel, order: list[int]) -> int:
     """Peak of the sum of live (16-aligned) activation bytes for an execution order."""
     T = model.tensors
     prod, preds, consumers = _graph(model)
-    size = {t.index: analyzer._up(t.bytes) for t in T if not t.has_data and not t.is_variable}
+    size = {t.index: analyzer.align_up(t.bytes) for t in T if not t.has_data and not t.is_variable}
     outs = set(model.outputs)
     live = {t for t in model.inputs if t in size}
     remaining = {t: set(c) for t, c in consumers.items()}
@@ -71,7 +73,7 @@ def optimal_orders(model: TFLiteModel, n_orders: int = 4) -> tuple[int, list[lis
     n = len(ops)
     T = model.tensors
     prod, preds, consumers = _graph(model)
-    size = {t.index: analyzer._up(t.bytes) for t in T if not t.has_data and not t.is_variable and t.bytes}
+    size = {t.index: analyzer.align_up(t.bytes) for t in T if not t.has_data and not t.is_variable and t.bytes}
     outs = set(model.outputs)
     ins = [t for t in model.inputs if t in size]
     pred_mask = [sum(1 << p for p in preds[i]) for i in range(n)]
@@ -230,6 +232,5 @@ def optimize_file(src: str, out: str, target: str = "cortex-m7", verify: bool = 
         if v["measured_after"] > v["measured_before"]:
             raise ReorderError(f"measured arena grew {v['measured_before']} -> {v['measured_after']} (not written)")
         rep["verified"] = v
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_bytes(nd)
+    atomic_write(out, nd)
     return rep

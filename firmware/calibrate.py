@@ -4,7 +4,7 @@ For each model: build the firmware (generous arena), boot it in QEMU, read `info
 optionally a RecordingMicroAllocator build's `alloc%` breakdown, and attribute the ELF's flash to the
 archive members it came from (linker map). Prints Markdown.
 
-    python -m firmware.calibrate MODEL.tflite [...] [--recording] [--out calib.md]
+    python -m netaug_mcu.firmware.calibrate MODEL.tflite [...] [--recording] [--out calib.md]
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from . import deps
+from ..common.qemu import Qemu
+from . import build, tflm_build
 from . import generate as gen
 
 ARENA_FOR_CALIBRATION = 200 * 1024
@@ -50,13 +51,12 @@ def map_sizes(map_path: Path) -> dict[str, int]:
 
 
 def measure(model: Path, tree: Path, lib: Path, recording: bool = False) -> dict:
-    from .qemu import Qemu
     import serial
 
     out = Path(tempfile.mkdtemp(prefix="calib-"))
     proj = gen.generate(model, board="mps2-an500", out=out, arena_bytes=ARENA_FOR_CALIBRATION,
                         recording=recording, tree=tree, lib=lib, log=lambda *_: None)
-    res = gen.build(out, tree=tree, lib=lib, log=lambda *_: None)
+    res = build.build(out, tree=tree, lib=lib, log=lambda *_: None)
     with Qemu(res.elf) as q:
         s = serial.serial_for_url(q.url, timeout=10)
         def cmd(c):
@@ -101,7 +101,7 @@ def op_sizes(model: Path, tree: Path, lib: Path, ops=OP_SIZE_OPS, log=print, car
 
     def flash_with(op_list) -> tuple[int, dict]:
         (out / "model_ops.h").write_text(gen.resolver_source(op_list, set(gen.INT8_REGISTRATIONS)))
-        res = gen.build(out, tree=tree, lib=lib, log=lambda *_: None)
+        res = build.build(out, tree=tree, lib=lib, log=lambda *_: None)
         return res.flash, map_sizes(out / "fw.map")
 
     base, members = flash_with(list(carrier))
@@ -130,8 +130,8 @@ def main(argv=None) -> int:
     ap.add_argument("--with", dest="carrier", default="", help="ops always registered (comma list) for --op-sizes")
     ap.add_argument("--ops", default="", help="comma list of ops for --op-sizes (default: a common set)")
     args = ap.parse_args(argv)
-    tree = deps.require_tree()
-    lib = deps.build_library(tree)
+    tree = tflm_build.require_tree()
+    lib = tflm_build.build_library(tree)
     if args.op_sizes:
         ops = [o for o in args.ops.split(",") if o] or OP_SIZE_OPS
         carrier = [o for o in args.carrier.split(",") if o]

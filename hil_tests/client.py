@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..common.errors import UserError
 from . import protocol as P
 
 
-class HilError(Exception):
+class HilError(UserError):
     """User-facing HIL error: one line, non-zero exit."""
     exit_code = 2
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..common import artifacts
 from .client import HilError
 from .runner import ACCURACY, LATENCY
 
@@ -46,7 +47,7 @@ def build_report(out_dir: str, model_path: str | None = None, latency_path: str 
         boards = [lat.get("board") or {}]
     board = boards[0] if boards else {}
     rep = {
-        "format": "netaug-mcu/hil-report/1",
+        "format": artifacts.HIL_REPORT,
         "model": model_meta,
         "accuracy": None if acc is None else {
             "float_top1": model_meta.get("float_top1"),

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dataset as D
+from ..common import artifacts
+from ..common.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
+from ..common.preprocess import preprocess as preprocess_images, quantize
 from . import protocol as P
 from .client import Client, HilError
-from .model import HostReference, ModelInfo, load_model
+from .model import ModelInfo, host_reference, load_model
 
-JOURNAL = "journal.jsonl"
-RUN_META = "run.json"
-ACCURACY = "accuracy.json"
-LATENCY = "latency.json"
+JOURNAL, RUN_META, ACCURACY, LATENCY = artifacts.JOURNAL, artifacts.RUN_META, artifacts.ACCURACY, artifacts.LATENCY
 
 
 class JournalError(HilError):
@@ -84,17 +83,17 @@ def prepare_inputs(model: ModelInfo, dataset: str = "fashion-mnist", limit: int 
                    preprocess: dict | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """int8 model inputs [N, *input_shape[1:]] and labels of the test split (first `limit` samples)."""
     pre = resolve_preprocess(model, preprocess)
-    images, labels = D.load_test_set(dataset)
+    images, labels = load_fashion_mnist("test")
     if limit is not None:
         if limit < 1:
             raise HilError("--limit must be >= 1")
         images, labels = images[:limit], labels[:limit]
-    x = D.preprocess(images, pre)
+    x = preprocess_images(images, pre)
     want = tuple(model.input.shape[1:])
     if tuple(x.shape[1:]) != want:
         raise HilError(f"preprocessing gives {x.shape[1:]} but the model input is {want} "
                        f"(check --preprocess-resolution/channels or model.json)")
-    xq = D.quantize_input(x, model.input.scale, model.input.zero_point)
+    xq = quantize(x, model.input.scale, model.input.zero_point)
     return xq, labels, pre
 
 
@@ -211,7 +210,7 @@ def run_accuracy(ports: list[str], model_path: str, out_dir: str, dataset: str =
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jpath, mpath = out / JOURNAL, out / RUN_META
-    meta = {"format": "netaug-mcu/hil-run/1", "model": str(model.path), "model_sha256": model.sha256,
+    meta = {"format": artifacts.HIL_RUN, "model": str(model.path), "model_sha256": model.sha256,
             "dataset": dataset, "preprocess": pre, "input_scale": model.input.scale,
             "input_zero_point": model.input.zero_point}
     if jpath.exists() and jpath.stat().st_size > 0 and not resume:
@@ -272,7 +271,7 @@ def _run_accuracy(ports, model, xq, labels, n, out, jpath, already, todo, datase
 
     def _work(k: int) -> None:
         c, sr = clients[k], shard_results[k]
-        ref = HostReference(model)
+        ref = host_reference(model)
         while not stop_all.is_set():
             try:
                 i = work.get(timeout=0.05)
@@ -328,7 +327,7 @@ def _run_accuracy(ports, model, xq, labels, n, out, jpath, already, todo, datase
                     "bytes_out": sr.stats.bytes_out, "bytes_in": sr.stats.bytes_in,
                     "transfer": "binary" if sr.info and int(sr.info.get("bin", 0)) == 1 and binary is not False
                     else "hex"} for sr in shard_results],
-        "classes": model.classes or (D.FASHION_MNIST_CLASSES if dataset == "fashion-mnist" else None),
+        "classes": model.classes or (FASHION_MNIST_CLASSES if dataset == "fashion-mnist" else None),
     })
     (out / ACCURACY).write_text(json.dumps(summary, indent=2) + "\n")
     errors = [sr for sr in shard_results if sr.error]

@@ -8,15 +8,14 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
+from ..common.errors import UserError
+from ..common.qemu import Qemu
 from .client import HilError
 
 
@@ -75,65 +74,16 @@ def _terminate(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def qemu_command(elf: str, serial: str = "pty", port: int | None = None) -> list[str]:
-    # The machine line belongs to the firmware that targets it (stdlib-only module, no TFLM needed).
-    from firmware.qemu import qemu_command as firmware_qemu_command
-
-    # tcp: wait=on holds the CPU until the host connects, so the boot banner is not lost
-    chardev = "pty" if serial == "pty" else f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"
-    return firmware_qemu_command(elf, chardev)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_qemu(elf, serial: str = "tcp", timeout: float = 20.0):
-    """Boot the firmware ELF in QEMU; returns (url, stop). stop() returns QEMU's exit status.
-
-    serial="tcp" (default): socket://127.0.0.1:PORT; QEMU holds the CPU until the first connection and
-    accepts a new connection as soon as a client closes. serial="pty": /dev/pts/N like a real board, but
-    QEMU polls a reopened pty only once a second and drops output meanwhile."""
-    if shutil.which("qemu-system-arm") is None:
-        raise TargetError("qemu-system-arm not found (Debian package qemu-system-arm)")
-    if not Path(elf).is_file():
-        raise TargetError(f"firmware ELF not found: {elf} (build it with `netaug-mcu firmware ... "
-                          f"--board mps2-an500 --build`)")
-    port = _free_port() if serial == "tcp" else None
-    proc = subprocess.Popen(qemu_command(elf, serial, port), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    log: list[str] = []
-    got = threading.Event()
-    url_box: list[str] = []
-
-    def reader():
-        for raw in iter(proc.stdout.readline, b""):
-            line = raw.decode("latin-1").rstrip()
-            log.append(line)
-            m = re.search(r"char device redirected to (\S+)", line)
-            if m and not url_box:
-                url_box.append(m.group(1))
-                got.set()
-            if "waiting for connection" in line:   # tcp, wait=on: listening, CPU held
-                got.set()
-        got.set()
-
-    threading.Thread(target=reader, daemon=True, name="qemu-log").start()
+def start_qemu(elf, serial: str = "tcp", timeout: float = 20.0, board: str = "mps2-an500"):
+    """Boot the firmware ELF in QEMU (netaug_mcu.common.qemu); returns (url, stop). stop() returns QEMU's
+    exit status; stop.proc and stop.log are the process and its output."""
+    try:
+        q = Qemu(elf, serial=serial, board=board, timeout=timeout)
+        url = q.start()
+    except UserError as exc:
+        raise TargetError(str(exc)) from None
 
     def stop() -> int | None:
-        _terminate(proc)
-        return proc.returncode
-    stop.proc, stop.log = proc, log
-
-    if serial == "pty":
-        got.wait(timeout)
-        if not url_box:
-            stop()
-            raise TargetError("QEMU did not report its pty: " + " | ".join(log[-5:]))
-        return url_box[0], stop
-    got.wait(timeout)
-    if proc.poll() is not None:
-        raise TargetError("QEMU exited: " + " | ".join(log[-5:]))
-    return f"socket://127.0.0.1:{port}", stop
+        return q.stop()
+    stop.proc, stop.log = q.proc, q.log
+    return url, stop

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from hil_tests import protocol as P
+from netaug_mcu.hil import protocol as P
 
 
 def _input(target, seed: int = 0) -> bytes:
@@ -74,9 +74,9 @@ def test_db_errors_never_overrun(client, target):
 
 
 def test_hex_and_binary_loads_give_the_same_bit_exact_result(client, target):
-    from hil_tests.model import HostReference
+    from netaug_mcu.hil.model import host_reference
     data = _input(target, 1)
-    ref = HostReference(target.model).run(np.frombuffer(data, dtype=np.int8))
+    ref = host_reference(target.model).run(np.frombuffer(data, dtype=np.int8))
     client.binary = False
     client.load(data)
     q_hex = client.infer(1, 0)["q"]
@@ -146,14 +146,14 @@ def _is_image_model(model) -> bool:
 
 
 def test_test_images_bit_exact_with_host_tflm(client, target, limit):
-    from hil_tests.model import HostReference
-    from hil_tests.runner import prepare_inputs
+    from netaug_mcu.hil.model import host_reference
+    from netaug_mcu.hil.runner import prepare_inputs
     if _is_image_model(target.model):
         xq, labels, _ = prepare_inputs(target.model, limit=limit)
     else:  # not an image model: random int8 inputs
         rng = np.random.default_rng(7)
         xq = rng.integers(-128, 128, (limit, *target.model.input.shape[1:]), dtype=np.int8)
-    ref = HostReference(target.model)
+    ref = host_reference(target.model)
     mismatches = [i for i in range(len(xq)) if not np.array_equal(client.classify(xq[i].tobytes()), ref.run(xq[i]))]
     assert mismatches == [], f"{len(mismatches)}/{len(xq)} outputs differ from host TFLM"
 
@@ -161,8 +161,8 @@ def test_test_images_bit_exact_with_host_tflm(client, target, limit):
 def test_accuracy_run_journal_and_report(target, limit, tmp_path):
     import json
 
-    from hil_tests.report import build_report
-    from hil_tests.runner import run_accuracy, run_latency
+    from netaug_mcu.hil.report import build_report
+    from netaug_mcu.hil.runner import run_accuracy, run_latency
     if not _is_image_model(target.model):
         pytest.skip(f"model input {target.model.input.shape} is not an image: no dataset accuracy")
     s = run_accuracy([target.url], str(target.model.path), str(tmp_path), limit=limit, progress=False,
@@ -195,7 +195,7 @@ def test_new_host_session_recovers_from_an_abandoned_frame(target):
     try:
         assert time.monotonic() - t0 < 20
         c2.load(data)
-        from hil_tests.model import HostReference
-        assert np.array_equal(c2.infer(1, 0)["q"], HostReference(target.model).run(np.frombuffer(data, np.int8)))
+        from netaug_mcu.hil.model import host_reference
+        assert np.array_equal(c2.infer(1, 0)["q"], host_reference(target.model).run(np.frombuffer(data, np.int8)))
     finally:
         c2.close()

@@ -29,12 +29,13 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ..common.errors import UserError
 from . import protocol as P
-from .model import HostReference, ModelInfo, load_model
+from .model import ModelInfo, host_reference, load_model
 
 
-class BoardError(Exception):
-    exit_code = 2
+class BoardError(UserError):
+    pass
 
 
 @dataclass
@@ -82,7 +83,7 @@ class BoardEngine:
     def __init__(self, model: ModelInfo, faults: Faults | None = None, arena_size: int | None = None):
         self.model = model
         self.faults = faults or Faults()
-        self.ref = HostReference(model, arena_size=arena_size)
+        self.ref = host_reference(model, arena_size=arena_size)
         self.arena_used = self.ref.arena_used() or 0
         self.in_bytes = model.input.nbytes
         self.out_bytes = model.output.nbytes

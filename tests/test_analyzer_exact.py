@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from converter import analyzer
-from converter.analyzer_measure import allocations, min_arena
-from converter.analyzer_models import BUILDERS, model_path
+from netaug_mcu.converter import analyzer
+from netaug_mcu.converter.analyzer_measure import allocations, min_arena
+from keras_models import BUILDERS, model_path
 
 ZOO = [("mcunet-in1", 64), ("mcunet-in1", 96), ("mbv2-tiny", 32)]
 
@@ -23,7 +23,7 @@ def keras_models():
 
 @pytest.fixture(scope="session")
 def zoo_models(tmp_path_factory):
-    from converter.convert import convert_zoo
+    from netaug_mcu.converter.convert import convert_zoo
     d = tmp_path_factory.mktemp("zoo")
     out = {}
     for name, res in ZOO:

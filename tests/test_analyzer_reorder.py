@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from converter import analyzer, reorder
-from converter.analyzer_models import model_path
-from converter.tflite_model import load
+from netaug_mcu.converter import analyzer, reorder
+from keras_models import model_path
+from netaug_mcu.common.tflite_model import load
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import netaug_mcu
-from converter import analyzer
-from converter.analyzer_models import float_model_path, model_path
-from converter.tflite_model import TFLiteError, load
+from netaug_mcu.converter import analyzer
+from keras_models import float_model_path, model_path
+from netaug_mcu.common.tflite_model import TFLiteError, load
 
 
 @pytest.fixture(scope="session")
@@ -201,7 +201,8 @@ def test_parse_speed_and_no_tensorflow_import():
     """The analyzer must not import TensorFlow (firmware generation and the HIL host use it)."""
     import subprocess
     import sys
-    code = ("import sys, converter.analyzer as a, converter.boards, converter.analyze_cli; "
+    code = ("import sys, netaug_mcu.converter.analyzer as a, netaug_mcu.converter.budget, "
+            "netaug_mcu.converter.commands, netaug_mcu.firmware.generate; "
             "assert 'tensorflow' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=os.path.dirname(os.path.dirname(__file__)))

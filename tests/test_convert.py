@@ -20,10 +20,13 @@ torch = pytest.importorskip("torch")
 if importlib.util.find_spec("onnx2tf") is None or importlib.util.find_spec("tflite_micro") is None:
     pytest.skip("conversion dependencies (onnx2tf, tflite-micro) not installed", allow_module_level=True)
 
-from converter import convert as cv  # noqa: E402
-from converter import datasets as ds  # noqa: E402
-from converter.errors import ConvertError  # noqa: E402
-from converter.tflm_ops import TFLM_BUILTIN_OPS, check_tflm_compatible, summarize  # noqa: E402
+from netaug_mcu.converter import convert as cv  # noqa: E402
+from netaug_mcu.common import datasets as ds  # noqa: E402
+from netaug_mcu.common import preprocess as pre_mod  # noqa: E402
+from netaug_mcu.common.tflite_model import load as load_tflite  # noqa: E402
+from netaug_mcu.common.tflm_ops import TFLM_BUILTIN_OPS  # noqa: E402
+from netaug_mcu.converter.errors import ConvertError  # noqa: E402
+from netaug_mcu.converter.graph_checks import check_tflm_compatible  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ZOO_SMALL = [("mcunet-in1", 48, 3), ("mbv3-w0.35", 47, 3)]  # all 9 at full size: opt-in test
@@ -31,9 +34,9 @@ ZOO_SMALL = [("mcunet-in1", 48, 3), ("mbv3-w0.35", 47, 3)]  # all 9 at full size
 
 def _source_hash(*extra) -> str:
     h = hashlib.sha256(json.dumps(extra).encode())
-    mine = ("onnx_export.py", "_onnx2tf_worker.py", "quantize.py", "tflm_ops.py", "convert.py", "evaluate.py",
-            "datasets.py")
-    for p in [REPO / "converter" / m for m in mine] + [REPO / "trainer" / "zoo.py"]:
+    mine = ("onnx_export.py", "_onnx2tf_worker.py", "quantize.py", "graph_checks.py", "convert.py", "evaluate.py")
+    floor = ("datasets.py", "preprocess.py", "tflite_model.py", "tflm_ops.py")
+    for p in [REPO / "converter" / m for m in mine] + [REPO / "common" / m for m in floor] + [REPO / "trainer" / "zoo.py"]:
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
@@ -51,7 +54,7 @@ def _make_checkpoint(path: Path) -> None:
     """mbv2-tiny @16, 1 channel, 10 classes, trained briefly (32 Adam steps on 4k Fashion-MNIST
     images, BN statistics re-estimated; ~55 % top-1). A randomly initialised deep net is chaotic
     (1-LSB differences flip its argmax), which would make the numerics checks meaningless."""
-    from trainer import zoo
+    from netaug_mcu.trainer import zoo
 
     torch.manual_seed(0)
     arch = dict(name="mbv2-tiny", in_channels=1, num_classes=10, resolution=RES)
@@ -60,7 +63,7 @@ def _make_checkpoint(path: Path) -> None:
           "interpolation": "bilinear"}
     x, y = ds.load_fashion_mnist("train")
     n, b = 4096, 128
-    xb = torch.from_numpy(ds.preprocess(x[:n], pp).transpose(0, 3, 1, 2).copy())
+    xb = torch.from_numpy(pre_mod.preprocess(x[:n], pp).transpose(0, 3, 1, 2).copy())
     yb = torch.from_numpy(y[:n])
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     model.train()
@@ -120,7 +123,7 @@ def test_preprocess_matches_torch_bilinear(h, w, res, ch):
     rng = np.random.default_rng(h * w + res)
     im = rng.integers(0, 256, (4, h, w), dtype=np.uint8)
     mean, std = [0.3] * ch, [0.25] * ch
-    got = ds.preprocess(im, {"resolution": res, "channels": ch, "mean": mean, "std": std})
+    got = pre_mod.preprocess(im, {"resolution": res, "channels": ch, "mean": mean, "std": std})
     t = torch.from_numpy(im.copy()).float().div(255).unsqueeze(1)
     t = F.interpolate(t, size=(res, res), mode="bilinear", align_corners=False, antialias=False)
     t = ((t.repeat(1, ch, 1, 1) - 0.3) / 0.25).permute(0, 2, 3, 1).numpy()
@@ -130,15 +133,15 @@ def test_preprocess_matches_torch_bilinear(h, w, res, ch):
 
 def test_preprocess_rejects_colour_to_grey():
     with pytest.raises(ValueError):
-        ds.preprocess(np.zeros((1, 8, 8, 3), np.uint8), {"resolution": 8, "channels": 1})
+        pre_mod.preprocess(np.zeros((1, 8, 8, 3), np.uint8), {"resolution": 8, "channels": 1})
 
 
 def test_quantize_input_rounds_half_away_from_zero_and_saturates():
     x = np.array([0.5, 1.5, -0.5, -1.5, 2.49, 1000.0, -1000.0], np.float32)
-    q = ds.quantize_input(x, 1.0, 0)
+    q = pre_mod.quantize(x, 1.0, 0)
     assert q.dtype == np.int8
     assert q.tolist() == [1, 2, -1, -2, 2, 127, -128]
-    assert ds.quantize_input(np.array([0.0]), 0.1, -5).tolist() == [-5]
+    assert pre_mod.quantize(np.array([0.0]), 0.1, -5).tolist() == [-5]
 
 
 def test_fashion_mnist_idx_reader():
@@ -177,7 +180,7 @@ def _pad_conv_onnx(pads_hw_begin_end, stride, size=8):
 
 
 def test_pad_folded_into_stride2_conv_as_tf_same():
-    from converter.onnx_export import fold_same_padding, onnx_reference
+    from netaug_mcu.converter.onnx_export import fold_same_padding, onnx_reference
 
     m = _pad_conv_onnx(((0, 0), (1, 1)), stride=2)
     x = np.random.default_rng(1).standard_normal((1, 2, 8, 8)).astype(np.float32)
@@ -192,7 +195,7 @@ def test_pad_folded_into_stride2_conv_as_tf_same():
 
 def test_symmetric_stride2_padding_is_not_rewritten():
     """torch's padding=1 on a stride-2 conv over an even input is not TF SAME: must stay explicit."""
-    from converter.onnx_export import fold_same_padding
+    from netaug_mcu.converter.onnx_export import fold_same_padding
 
     m = _pad_conv_onnx(((1, 1), (1, 1)), stride=2)
     stats = fold_same_padding(m)
@@ -202,7 +205,7 @@ def test_symmetric_stride2_padding_is_not_rewritten():
 
 
 def test_spatial_mean_becomes_global_average_pool():
-    from converter.onnx_export import onnx_reference, prepare_onnx
+    from netaug_mcu.converter.onnx_export import onnx_reference, prepare_onnx
 
     class M(torch.nn.Module):
         def __init__(self):
@@ -246,10 +249,10 @@ def test_report_fields(converted):
     assert rep["eval_samples"] == 200 and rep["calib_samples"] == 100
     assert rep["input"]["shape"] == [1, RES, RES, 1] and rep["output"]["shape"] == [1, 10]
     assert rep["preprocess"]["mean"] == [0.2860]
-    s = summarize(tfl.read_bytes())
+    s = load_tflite(tfl.read_bytes())
     assert rep["op_histogram"] == s.op_histogram and rep["macs"] == s.macs > 0
     # MACs of the graph equal the zoo's own count for the same architecture (conv+fc MACs)
-    from trainer import zoo
+    from netaug_mcu.trainer import zoo
 
     counted = zoo.count(zoo.build("mbv2-tiny", 1, 10, RES), resolution=RES, in_channels=1)
     macs = counted["macs"] if isinstance(counted, dict) else counted[1]
@@ -264,7 +267,7 @@ def test_no_pad_or_transpose_in_converted_checkpoint(converted):
 
 def test_no_pad_or_transpose_in_zoo_models(zoo_small):
     for name, (tfl, rep) in zoo_small.items():
-        hist = summarize(tfl.read_bytes()).op_histogram
+        hist = load_tflite(tfl.read_bytes()).op_histogram
         assert not set(hist) & {"PAD", "PADV2", "TRANSPOSE"}, (name, hist)
         assert set(hist) <= TFLM_BUILTIN_OPS, (name, hist)
         assert rep["tflm_vs_tflite_ref"]["bit_exact"], name
@@ -272,7 +275,7 @@ def test_no_pad_or_transpose_in_zoo_models(zoo_small):
 
 def test_int8_input_and_output_really_int8(converted):
     _, tfl, rep = converted
-    s = summarize(tfl.read_bytes())
+    s = load_tflite(tfl.read_bytes())
     assert rep["input"]["dtype"] == "int8" and rep["output"]["dtype"] == "int8"
     assert s.ops[0].name != "QUANTIZE" and s.ops[-1].name != "DEQUANTIZE"
     assert "QUANTIZE" not in s.op_histogram and "DEQUANTIZE" not in s.op_histogram
@@ -287,18 +290,18 @@ def test_int8_input_and_output_really_int8(converted):
 
 def test_output_dequantizes_to_torch_logits(converted):
     """tf.lite int8 output, dequantized, tracks the float torch model on real images."""
-    from converter.evaluate import LiteRTRunner
+    from netaug_mcu.converter.evaluate import LiteRTRunner
 
     pt, tfl, rep = converted
     model, ckpt = cv.load_checkpoint(pt)
     x, _ = ds.load_fashion_mnist("test")
-    xin = ds.preprocess(x[-16:], ckpt["preprocess"])
+    xin = pre_mod.preprocess(x[-16:], ckpt["preprocess"])
     with torch.no_grad():
         ref = model(torch.from_numpy(xin.transpose(0, 3, 1, 2).copy())).numpy()
     lite = LiteRTRunner(tfl.read_bytes())
     s_in, z_in = lite.input_quant
     s_out, z_out = lite.output_quant
-    got = np.stack([ds.dequantize(lite(ds.quantize_input(v[None], s_in, z_in)), s_out, z_out).reshape(-1)
+    got = np.stack([pre_mod.dequantize(lite(pre_mod.quantize(v[None], s_in, z_in)), s_out, z_out).reshape(-1)
                     for v in xin])
     span = ref.max() - ref.min()
     assert span > 50 * s_out  # logits are not degenerate
@@ -308,12 +311,13 @@ def test_output_dequantizes_to_torch_logits(converted):
 
 
 def test_tflm_bit_exact_with_tflite_reference_kernels(converted):
-    from converter.evaluate import LiteRTRunner, TFLMRunner
+    from netaug_mcu.common.host_tflm import HostTFLM
+    from netaug_mcu.converter.evaluate import LiteRTRunner
 
     _, tfl, rep = converted
     assert rep["tflm_vs_tflite_ref"]["bit_exact"] and rep["tflm_vs_tflite_ref"]["samples"] == 200
     data = tfl.read_bytes()
-    ref, micro = LiteRTRunner(data, reference=True), TFLMRunner(data)
+    ref, micro = LiteRTRunner(data, reference=True), HostTFLM(data)
     rng = np.random.default_rng(7)
     for _ in range(10):
         q = rng.integers(-128, 128, (1, RES, RES, 1), dtype=np.int8)
@@ -326,10 +330,10 @@ def test_tflm_bit_exact_with_tflite_reference_kernels(converted):
 def test_unsupported_op_error_names_op_index_and_layer(converted):
     import re
 
-    from converter.tflm_ops import attach_origins
+    from netaug_mcu.converter.graph_checks import attach_origins
 
     _, tfl, rep = converted
-    s = summarize(tfl.read_bytes())
+    s = load_tflite(tfl.read_bytes())
     # the layer origins recorded at conversion time point at the torch modules
     assert rep["ops"][0]["layer"].startswith("features.0") or "stem" in rep["ops"][0]["layer"] \
         or rep["ops"][0]["layer"], rep["ops"][0]
@@ -482,7 +486,7 @@ def test_op_tflm_lacks_is_named_with_its_layer(tmp_path):
 
 def test_worker_blocks_network_and_uses_closed_proxies():
     """The onnx2tf worker refuses every socket connection (and proxies point at a closed port)."""
-    from converter.quantize import offline_env
+    from netaug_mcu.converter.quantize import offline_env
 
     env = offline_env()
     assert env["HTTPS_PROXY"] == "http://127.0.0.1:9"
@@ -508,11 +512,11 @@ def test_image_folder_loading(tmp_path):
             d.mkdir(parents=True)
             for i in range(3):
                 Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(d / f"{i}.png")
-    x, y, classes = ds.load_dataset(str(tmp_path), split="test", channels=3)
+    x, y, classes = ds.load_split(str(tmp_path), split="test", channels=3)
     assert classes == ["cat", "dog"] and x.shape == (6, 10, 12, 3) and y.tolist() == [0, 0, 0, 1, 1, 1]
-    g, _, _ = ds.load_dataset(str(tmp_path), split="train", channels=1)
+    g, _, _ = ds.load_split(str(tmp_path), split="train", channels=1)
     assert g.shape == (6, 10, 12)
-    out = ds.preprocess(x, {"resolution": 8, "channels": 3, "mean": [0.5] * 3, "std": [0.5] * 3})
+    out = pre_mod.preprocess(x, {"resolution": 8, "channels": 3, "mean": [0.5] * 3, "std": [0.5] * 3})
     assert out.shape == (6, 8, 8, 3) and -1.0 <= out.min() and out.max() <= 1.0
     with pytest.raises(ds.DatasetError):
-        ds.load_dataset(str(tmp_path / "missing"))
+        ds.load_split(str(tmp_path / "missing"))

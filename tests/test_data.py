@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainer import data as D
-from trainer.errors import DataError
+from netaug_mcu.common import datasets
+from netaug_mcu.trainer import data as D
+from netaug_mcu.trainer.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +115,12 @@ def test_missing_fashion_mnist_error(tmp_path):
 
 
 def _copy_fmnist(dst: Path) -> Path:
-    src = D.find_fashion_mnist(download=False)
-    for n in D.FASHION_MNIST_FILES:
-        shutil.copy(src / n, dst / n)
+    src = datasets.find_fashion_mnist()
+    if src is None:
+        raise DataError("Fashion-MNIST not installed")
+    for stem in datasets.FASHION_MNIST_FILES:
+        name = stem + ".gz" if (src / (stem + ".gz")).is_file() else stem
+        shutil.copy(src / name, dst / name)
     return dst
 
 

@@ -28,9 +28,10 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from trainer import data as D
-from trainer import engine
-from trainer.config import make_config
+from netaug_mcu.common.datasets import find_fashion_mnist
+from netaug_mcu.trainer import data as D
+from netaug_mcu.trainer import engine
+from netaug_mcu.trainer.config import make_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,22 +94,13 @@ def _base_cfg(out, **kw):
     return d
 
 
-def _has_netaug() -> bool:
-    try:
-        import trainer.netaug.strategy  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
-
 
 @pytest.fixture(scope="module")
 def spawned(tmp_path_factory, compact_ds):
     """One 2-process gloo spawn running the baseline job and (when present) the NetAug job."""
     d = tmp_path_factory.mktemp("ddp")
     jobs = [("base", _free_port(), _base_cfg(d / "base"), True)]
-    if _has_netaug():
-        jobs.append(("netaug", _free_port(),
-                     _base_cfg(d / "netaug", epochs=1, netaug=True, calib_images=64), False))
+    jobs.append(("netaug", _free_port(), _base_cfg(d / "netaug", epochs=1, netaug=True, calib_images=64), False))
     mp.spawn(_worker, args=(2, jobs, compact_ds, str(d)), nprocs=2, join=True)
     return d, {name: [torch.load(d / f"{name}-rank{r}.pt") for r in range(2)]
                for name, _, _, _ in jobs}
@@ -140,8 +132,6 @@ def test_ddp_two_ranks_match_single_process_global_batch(tmp_path, compact_ds, s
 
 
 def test_ddp_netaug_ranks_identical(spawned):
-    if not _has_netaug():
-        pytest.skip("trainer.netaug not in this checkout")
     d, states = spawned
     s0, s1 = states["netaug"]
     assert s0.keys() == s1.keys()
@@ -158,7 +148,7 @@ def _env(**kw):
 
 
 def test_torchrun_cli_and_mismatched_settings(tmp_path):
-    if D.DEBIAN_DIR.is_dir() is False and not os.environ.get("NETAUG_MCU_DATA"):
+    if find_fashion_mnist() is None:
         pytest.skip("Fashion-MNIST not installed")
     common = ["train", "--model", "mbv2-tiny", "--resolution", "16", "--epochs", "1",
               "--train-limit", "128", "--val-limit", "64", "--test-limit", "64",

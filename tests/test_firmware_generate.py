@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from firmware import generate as gen
-from firmware.errors import FirmwareError, ModelRefused
+from netaug_mcu.common import boards
+from netaug_mcu.common.tflite_model import load as load_tflite
+from netaug_mcu.converter import analyzer, budget
+from netaug_mcu.firmware import generate as gen
+from netaug_mcu.firmware.errors import FirmwareError, ModelRefused
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL32 = ROOT / "hil_tests" / "data" / "tiny_fmnist32.tflite"
@@ -58,17 +62,11 @@ def test_resolver_int8_specialisation():
 
 
 def test_int8_only_ops_from_tensor_types():
-    from converter.tflm_ops import summarize
-    s = summarize(_need(MODEL32).read_bytes())
+    s = load_tflite(_need(MODEL32).read_bytes())
     ops = {o.name for o in s.ops}
     assert gen.int8_only_ops(s) == ops & set(gen.INT8_REGISTRATIONS)
     s.tensors[s.ops[0].outputs[0]].dtype = "int16"     # one int16 activation disables it for that op
     assert s.ops[0].name not in gen.int8_only_ops(s)
-
-
-def test_resolver_table_covers_tflm_builtin_ops():
-    from converter.tflm_ops import TFLM_BUILTIN_OPS
-    assert set(gen.RESOLVER_METHODS) == set(TFLM_BUILTIN_OPS)
 
 
 def test_resolver_refuses_unknown_op():
@@ -85,11 +83,11 @@ def test_arena_size_alignment():
 
 
 def test_arena_region_choice():
-    f7 = gen.BOARDS["stm32f746g-disco"]
+    f7 = boards.get("stm32f746g-disco")
     assert gen.arena_region(f7, 20 * 1024, 1024)[0] == "DTCM"
     assert gen.arena_region(f7, 100 * 1024, 1024)[0] == "SRAM"
     assert gen.arena_region(f7, 280 * 1024, 1024)[0] == "RAM"     # spans DTCM+SRAM1+SRAM2
-    assert gen.arena_region(gen.BOARDS["mps2-an500"], 100 * 1024, 1024)[0] == "RAM"
+    assert gen.arena_region(boards.get("mps2-an500"), 100 * 1024, 1024)[0] == "RAM"
 
 
 def _config(out: Path) -> dict:
@@ -104,16 +102,17 @@ def test_generate_project_from_model_ops_and_analyzer(tmp_path, monkeypatch):
     model = _need(MODEL32)
     calls = []
 
-    def fake_pred(path):
-        calls.append(Path(path))
-        return {"arena_bytes": 12345}
-    monkeypatch.setattr(gen, "analyzer_prediction", fake_pred)
+    real = gen.analyze_model
+
+    def fake_pred(m):
+        calls.append(model)
+        return dataclasses.replace(real(m), arena_bytes=12345, min_arena_bytes=12345)
+    monkeypatch.setattr(gen, "analyze_model", fake_pred)
     proj = gen.generate(model, board="stm32f746g-disco", out=tmp_path / "fw", log=lambda *_: None)
     assert calls == [model]
     cfg = _config(tmp_path / "fw")
     assert int(cfg["NETAUG_ARENA_BYTES"]) == gen.arena_size(12345) == proj.arena_bytes
-    from converter.tflm_ops import summarize
-    summary = summarize(model.read_bytes())
+    summary = load_tflite(model.read_bytes())
     ops = sorted({op.name for op in summary.ops})
     assert proj.ops == ops
     src = (tmp_path / "fw" / "model_ops.h").read_text()
@@ -135,11 +134,6 @@ def test_generate_project_from_model_ops_and_analyzer(tmp_path, monkeypatch):
 
 def test_generate_with_the_real_analyzer(tmp_path):
     model = _need(MODEL16)
-    import importlib
-    try:
-        analyzer = importlib.import_module("converter.analyzer")
-    except ModuleNotFoundError:
-        pytest.skip("converter.analyzer is not in this checkout")
     expected = analyzer.analyze(str(model), target="cortex-m7").arena_bytes
     proj = gen.generate(model, board="mps2-an500", out=tmp_path / "fw", log=lambda *_: None)
     assert proj.arena_predicted == expected
@@ -176,14 +170,14 @@ def _with_unsupported_op(data: bytes) -> bytes:
 def test_refuses_unsupported_op(tmp_path):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(_with_unsupported_op(_need(MODEL16).read_bytes()))
-    with pytest.raises(ModelRefused, match="HASHTABLE_LOOKUP") as ei:
+    with pytest.raises(FirmwareError, match="HASHTABLE_LOOKUP") as ei:
         gen.generate(bad, out=tmp_path / "fw", arena_bytes=10000, log=lambda *_: None)
     assert ei.value.exit_code in (1, 2)
 
 
 def _run_cli(argv) -> tuple[int, str]:
     """Dispatch like netaug_mcu.main: user errors -> exit_code + one line."""
-    from firmware import cli
+    from netaug_mcu.firmware import commands as cli
     parser = argparse.ArgumentParser(prog="netaug-mcu")
     cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
@@ -214,18 +208,12 @@ def test_flash_without_image_is_a_clear_error(tmp_path):
 
 def test_refusal_carries_the_budget_gate_message(tmp_path, monkeypatch):
     """An over-budget verdict of the analyzer's `check` gate stops generation with its figures."""
-    import importlib
-    try:
-        cli = importlib.import_module("converter.analyze_cli")
-        importlib.import_module("converter.boards")
-    except ModuleNotFoundError:
-        pytest.skip("converter budget gate not in this checkout")
     model = _need(MODEL32)
-    real = cli.check_model(str(model), importlib.import_module("converter.boards").budget("stm32f746g-disco"))
-    assert real["fits"]          # the tiny model fits ...
-    verdict = dict(real, fits=False, ram_over_bytes=1234, min_arena_bytes=real["arena_budget"] + 1234,
-                   suggestions=["shrink the tensors live at op 3"])
-    monkeypatch.setattr(cli, "check_model", lambda *a, **k: verdict)   # ... pretend it does not
+    real = budget.check(analyzer.analyze(model, "cortex-m7"), budget.budget("stm32f746g-disco"), str(model))
+    assert real.fits          # the tiny model fits ...
+    verdict = dataclasses.replace(real, fits=False, ram_over_bytes=1234, min_arena_bytes=real.arena_budget + 1234,
+                                  suggestions=["shrink the tensors live at op 3"])
+    monkeypatch.setattr(budget, "check", lambda *a, **k: verdict)   # ... pretend it does not
     with pytest.raises(ModelRefused, match="1234 B over.*shrink the tensors") as ei:
         gen.generate(model, out=tmp_path / "fw", log=lambda *_: None)
     assert ei.value.exit_code == 1

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hil_tests.client import Client, HilError
-from hil_tests.runner import JOURNAL, Journal, run_accuracy
-from hil_tests.virtual_board import Faults, VirtualBoard
+from netaug_mcu.hil.client import Client, HilError
+from netaug_mcu.hil.runner import JOURNAL, Journal, run_accuracy
+from netaug_mcu.hil.virtual_board import Faults, VirtualBoard
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "hil_tests" / "data" / "tiny_fmnist32.tflite"

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hil_tests import dataset as D
-from hil_tests import protocol as P
-from hil_tests.model import ModelError, load_model
-from hil_tests.runner import Journal, percentile
-from hil_tests.virtual_board import BoardEngine, BoardError, Faults
+from netaug_mcu.common import preprocess as D
+from netaug_mcu.common.datasets import load_fashion_mnist
+from netaug_mcu.hil import protocol as P
+from netaug_mcu.hil.model import ModelError, load_model
+from netaug_mcu.hil.runner import Journal, percentile
+from netaug_mcu.hil.virtual_board import BoardEngine, BoardError, Faults
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "hil_tests" / "data" / "tiny_fmnist32.tflite"
@@ -127,29 +128,31 @@ def test_fault_spec_parsing():
 def test_local_resize_matches_reference_points():
     img = np.zeros((1, 2, 2), dtype=np.uint8)
     img[0, 0, 0] = 255
-    x = D._local_preprocess(img, {"resolution": 4, "channels": 1, "mean": [0.0], "std": [1.0]})
+    x = D.preprocess(img, {"resolution": 4, "channels": 1, "mean": [0.0], "std": [1.0]})
     # half-pixel centres: output (0,0) maps to src -0.25 -> clamped 0 -> exactly the corner value
     assert x.shape == (1, 4, 4, 1) and x[0, 0, 0, 0] == pytest.approx(1.0)
     assert x[0, 1, 1, 0] == pytest.approx(0.75 * 0.75)       # src 0.25: 0.75 of the corner in each axis
     assert x[0, 3, 3, 0] == pytest.approx(0.0)
     const = np.full((2, 28, 28), 128, dtype=np.uint8)
-    y = D._local_preprocess(const, {"resolution": 32, "channels": 3, "mean": [0.5] * 3, "std": [0.25] * 3})
+    y = D.preprocess(const, {"resolution": 32, "channels": 3, "mean": [0.5] * 3, "std": [0.25] * 3})
     assert y.shape == (2, 32, 32, 3) and np.allclose(y, (128 / 255 - 0.5) / 0.25, atol=1e-6)
 
 
-def test_adapter_matches_local_preprocessing():
-    """hil_tests.dataset uses converter.datasets when present; both implement the same contract."""
-    images, labels = D.load_test_set()
+def test_numpy_preprocessing_matches_the_trainers_torch_path():
+    """The HIL host (numpy, common.preprocess) and the trainer (torch, per batch) compute the same inputs."""
+    torch_data = pytest.importorskip("netaug_mcu.trainer.data")
+    images, labels = load_fashion_mnist("test")
     assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
-    pre = {"resolution": 32, "channels": 3, "mean": [0.3, 0.2, 0.1], "std": [0.5, 0.4, 0.3]}
+    pre = {"dataset": "fashion-mnist", "resolution": 32, "channels": 3, "mean": [0.3, 0.2, 0.1],
+           "std": [0.5, 0.4, 0.3]}
     a = D.preprocess(images[:16], pre)
-    b = D._local_preprocess(images[:16], pre)
+    b = torch_data.preprocess_images(images[:16], pre).permute(0, 2, 3, 1).numpy()
     assert a.shape == b.shape == (16, 32, 32, 3)
     assert np.max(np.abs(a - b)) < 1e-5
 
 
 def test_quantize_rounds_half_away_from_zero():
-    q = D.quantize_input(np.array([0.5, -0.5, 1.49, 300.0, -300.0], dtype=np.float32), 1.0, 0)
+    q = D.quantize(np.array([0.5, -0.5, 1.49, 300.0, -300.0], dtype=np.float32), 1.0, 0)
     assert q.tolist() == [1, -1, 1, 127, -128]
 
 
@@ -190,7 +193,7 @@ def test_percentile():
 
 
 def test_report_from_results(tmp_path):
-    from hil_tests.report import build_report
+    from netaug_mcu.hil.report import build_report
     acc = {"model": str(MODEL), "device_top1": 50.0, "host_tflm_top1": 50.0, "samples": 4, "complete": True,
            "bit_exact": 4, "bit_exact_rate": 1.0, "top1_agreement_with_host": 100.0,
            "confusion_matrix": [[1, 1], [1, 1]], "classes": ["a", "b"],
@@ -209,18 +212,19 @@ def test_report_from_results(tmp_path):
 
 # ---- packaging constraints / targets -------------------------------------------------------------
 def test_hil_tests_import_no_torch_tensorflow_trainer():
-    code = ("import sys, hil_tests.cli, hil_tests.client, hil_tests.runner, hil_tests.virtual_board, "
-            "hil_tests.report, hil_tests.targets, hil_tests.dataset as D;"
-            "from hil_tests.model import load_model, HostReference; from hil_tests.runner import prepare_inputs;"
+    code = ("import sys, netaug_mcu.hil.commands, netaug_mcu.hil.client, netaug_mcu.hil.runner, "
+            "netaug_mcu.hil.virtual_board, netaug_mcu.hil.report, netaug_mcu.hil.targets;"
+            "from netaug_mcu.hil.model import load_model, host_reference; from netaug_mcu.hil.runner import prepare_inputs;"
             "m = load_model('hil_tests/data/tiny_fmnist32.tflite'); x, y, _ = prepare_inputs(m, limit=4);"
-            "HostReference(m).run(x[0]);"
-            "bad=[m for m in ('torch','tensorflow','trainer') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+            "host_reference(m).run(x[0]);"
+            "bad=[m for m in ('torch','tensorflow','netaug_mcu.trainer','netaug_mcu.converter') if m in sys.modules];"
+            " print(bad); sys.exit(bool(bad))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_qemu_command_line():
-    from hil_tests.targets import qemu_command
+    from netaug_mcu.common.qemu import qemu_command
     cmd = " ".join(qemu_command("fw.elf"))
     for part in ("-M mps2-an500", "-nographic", "-monitor none", "-serial pty",
                  "-icount shift=0,align=off,sleep=off", "-semihosting-config enable=on,target=native",
@@ -230,8 +234,8 @@ def test_qemu_command_line():
 
 
 def test_start_qemu_missing_elf_is_a_clear_error(tmp_path):
-    from hil_tests.client import HilError
-    from hil_tests.targets import start_qemu
+    from netaug_mcu.hil.client import HilError
+    from netaug_mcu.hil.targets import start_qemu
     with pytest.raises(HilError, match="not found"):
         start_qemu(tmp_path / "none.elf")
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from trainer import zoo
-from trainer.errors import TrainError
-from trainer.netaug.layers import DynamicBatchNorm2d
-from trainer.netaug.strategy import NetAugError, NetAugStrategy, factor_list, WIDTH_DEFAULTS
-from trainer.netaug.supernet import SuperNet, build_supernet
+from netaug_mcu.trainer import zoo
+from netaug_mcu.trainer.errors import TrainError
+from netaug_mcu.trainer.netaug.layers import DynamicBatchNorm2d
+from netaug_mcu.trainer.netaug.strategy import NetAugError, NetAugStrategy, factor_list, WIDTH_DEFAULTS
+from netaug_mcu.trainer.netaug.supernet import SuperNet, build_supernet
 
 RES = 24
 
@@ -204,7 +204,7 @@ def test_bad_alpha_and_model():
 
 
 def test_kd_loss_and_teacher(tmp_path):
-    from trainer import kd
+    from netaug_mcu.trainer import kd
 
     s = torch.randn(4, 10)
     assert kd.kd_loss(s, s.clone(), 4.0).abs() < 1e-6
@@ -274,8 +274,8 @@ def test_benchmark_quick_mode(tmp_path, capsys):
 
 _DDP_CALIB_SCRIPT = r"""
 import os, socket, sys, torch, torch.distributed as dist, torch.multiprocessing as mp
-from trainer import zoo
-from trainer.netaug.supernet import build_supernet
+from netaug_mcu.trainer import zoo
+from netaug_mcu.trainer.netaug.supernet import build_supernet
 
 def case():
     torch.manual_seed(0)

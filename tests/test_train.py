@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from trainer import data as D
-from trainer import engine, zoo
-from trainer.config import TrainConfig, make_config
-from trainer.errors import DivergedError, TrainError
-from trainer.strategy import build_strategy
+from netaug_mcu.trainer import data as D
+from netaug_mcu.trainer import engine, model_file, zoo
+from netaug_mcu.trainer.config import TrainConfig, make_config
+from netaug_mcu.trainer.errors import DivergedError, TrainError
+from netaug_mcu.trainer.strategy_factory import build_strategy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ def test_one_epoch_lowers_loss_and_writes_outputs(tmp_path, small_ds):
     assert len(rec) == 1 and set(rec[0]) >= {"epoch", "lr", "train_loss", "train_acc", "val_acc",
                                              "epoch_seconds"}
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    # model.pt: the COMMON.md format, rebuilt by zoo.build(**arch) with a strict load
+    # model.pt (common.artifacts.MODEL_PT), rebuilt by zoo.build(**arch) with a strict load
     m = torch.load(out / "model.pt", weights_only=False)
     assert m["format"] == "netaug-mcu/model/1"
     assert m["arch"] == {"name": "mbv2-tiny", "in_channels": 1, "num_classes": 10, "resolution": 16}
@@ -116,8 +116,6 @@ class _Stop(Exception):
 
 @pytest.mark.parametrize("netaug", [False, True], ids=["baseline", "netaug"])
 def test_resume_reproduces_uninterrupted_run(tmp_path, small_ds, netaug):
-    if netaug:
-        pytest.importorskip("trainer.netaug.strategy", reason="trainer.netaug not in this checkout")
     ds = _subset(small_ds, 64 if netaug else 128)
     kw = dict(epochs=3, warmup_epochs=1, netaug=netaug, calib_images=64)
     full = engine.run_training(_cfg(tmp_path / "a", **kw), dataset=ds, log=lambda s: None)
@@ -202,13 +200,13 @@ def test_init_from_new_classifier(tmp_path, small_ds):
     src = torch.load(tmp_path / "src/run/model.pt", weights_only=False)["state_dict"]
     # same class count: every weight loaded
     m10 = zoo.build("mbv2-tiny", 1, 10, 16)
-    info = engine.init_from(m10, str(tmp_path / "src/run/model.pt"), _cfg(tmp_path))
+    info = model_file.init_from(m10, str(tmp_path / "src/run/model.pt"), _cfg(tmp_path))
     assert not info["new_classifier"]
     assert all(torch.equal(v, src[k]) for k, v in m10.state_dict().items())
     # 3 classes: trunk loaded, new classifier
     m3 = zoo.build("mbv2-tiny", 1, 3, 16)
     fresh = m3.classifier.weight.clone()
-    info = engine.init_from(m3, str(tmp_path / "src/run/model.pt"), _cfg(tmp_path))
+    info = model_file.init_from(m3, str(tmp_path / "src/run/model.pt"), _cfg(tmp_path))
     assert info["new_classifier"] and m3.classifier.weight.shape == (3, 448)
     assert torch.equal(m3.classifier.weight, fresh)
     assert torch.equal(m3.stem.conv.weight, src["stem.conv.weight"])
@@ -227,15 +225,14 @@ def test_init_from_new_classifier(tmp_path, small_ds):
     assert ft["preprocess"]["dataset"] == "imgs" and ft["metrics"]["test_samples"] == 12
     assert res["history"][0]["train_acc"] >= 0
     with pytest.raises(TrainError, match="holds a 'mbv2-tiny' model"):
-        engine.init_from(zoo.build("mcunet-in0", 1, 10, 16), str(tmp_path / "src/run/model.pt"),
+        model_file.init_from(zoo.build("mcunet-in0", 1, 10, 16), str(tmp_path / "src/run/model.pt"),
                          _cfg(tmp_path, model="mcunet-in0"))
     with pytest.raises(TrainError, match="not a netaug-mcu model.pt"):
         torch.save({"x": 1}, tmp_path / "junk.pt")
-        engine.init_from(m3, str(tmp_path / "junk.pt"), _cfg(tmp_path))
+        model_file.init_from(m3, str(tmp_path / "junk.pt"), _cfg(tmp_path))
 
 
 def test_knowledge_distillation_from_a_teacher(tmp_path, small_ds):
-    pytest.importorskip("trainer.kd", reason="trainer/kd.py not in this checkout")
     ds = _subset(small_ds, 64)
     engine.run_training(_cfg(tmp_path / "t", model="mcunet-in0"), dataset=ds, log=lambda s: None)
     teacher = str(tmp_path / "t/run/model.pt")
@@ -258,7 +255,7 @@ def test_knowledge_distillation_from_a_teacher(tmp_path, small_ds):
 
 
 def test_config_file_and_overrides(tmp_path):
-    from trainer.config import load_config_file
+    from netaug_mcu.trainer.config import load_config_file
 
     f = tmp_path / "c.yaml"
     f.write_text("model: mcunet-in0\nbatch-size: 64\nlr: 0.2\naug_width: [1, 2]\n")

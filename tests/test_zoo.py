@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer import zoo
+from netaug_mcu.trainer import zoo
 
 REFERENCED = [n for n, info in zoo.MODELS.items() if info.get("ref")]
 

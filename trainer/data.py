@@ -1,13 +1,9 @@
 """Datasets, preprocessing and batch loading for the trainer.
 
-Sources
+Sources (read through netaug_mcu.common.datasets, as every stage does)
 -------
-- ``fashion-mnist``: the four official IDX ``.gz`` files, searched in ``$NETAUG_MCU_DATA`` (the
-  directory itself or its ``fashion-mnist/`` subfolder), ``/usr/share/datasets/fashion-mnist/``
-  (Debian package ``dataset-fashion-mnist``), ``~/.cache/netaug-mcu/datasets/fashion-mnist/``; when
-  none has them and downloading is allowed, they are downloaded from the official source into the
-  cache and checked against the published MD5 sums. Every file is checked (gzip, IDX magic, shape,
-  MD5 of the decompressed content) before use.
+- ``fashion-mnist``: the official IDX files (Debian package ``dataset-fashion-mnist``,
+  ``$NETAUG_MCU_DATA``, or downloaded into the cache and checked against the published MD5 sums).
 - any ImageFolder-style directory (class = subfolder name, images read with PIL): either with
   ``train/`` and ``val/`` (and optionally ``test/``) subfolders, or a single folder of class folders
   that is split deterministically.
@@ -19,12 +15,12 @@ Splits
 ``test/``). The val split is drawn with a fixed seed, independent of the training seed, so runs with
 different seeds see the same split.
 
-Preprocessing (the contract shared with the converter and the HIL host)
------------------------------------------------------------------------
-uint8 image -> float in [0, 1] -> bilinear resize to the resolution (align_corners=False, no
-antialias) -> grey repeated to C channels when the model wants 3 -> (x - mean) / std. Fashion-MNIST's
-mean/std are computed from its training split; RGB ImageFolders use ImageNet's. The dict returned
-by `Preprocess.as_dict()` is stored in model.pt under "preprocess".
+Preprocessing
+-------------
+netaug_mcu.common.preprocess defines it; here it runs on torch tensors per batch (F.interpolate
+bilinear, align_corners=False, no antialias), which equals the numpy definition (tests/test_data.py).
+Fashion-MNIST's mean/std are computed from its training split; RGB ImageFolders use ImageNet's. The
+dict returned by `Preprocess.as_dict()` is stored in model.pt under "preprocess".
 
 Training augmentation (tensor ops, per batch): random-resized-crop with a mild scale range and a
 horizontal flip, sampled per epoch for the whole epoch from a generator seeded by (seed, epoch), so
@@ -32,166 +28,32 @@ a sample gets the same augmentation whatever the world size, and resuming is exa
 """
 from __future__ import annotations
 
-import gzip
-import hashlib
 import math
-import os
-import shutil
-import struct
-import tempfile
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..common import datasets
+from ..common.datasets import FASHION_MNIST, FASHION_MNIST_CLASSES, is_fashion_mnist
+from ..common.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from .errors import DataError
 
-# --------------------------------------------------------------------------------------------------
-# Fashion-MNIST
-
-FASHION_MNIST = "fashion-mnist"
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                         "Sneaker", "Bag", "Ankle boot"]
-# Official mirrors (zalandoresearch/fashion-mnist). The S3 website endpoint serves plain HTTP only;
-# integrity comes from the MD5 sums below either way.
-FASHION_MNIST_URLS = (
-    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
-    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-)
-FASHION_MNIST_HOME = "https://github.com/zalandoresearch/fashion-mnist"
-# file -> (MD5 of the published .gz, MD5 of its decompressed content, IDX magic, shape)
-# The .gz MD5 identifies the official download; repackaged copies (e.g. Debian's) differ in the
-# gzip header only, so the decompressed MD5 is what is checked for files found on disk.
-FASHION_MNIST_FILES = {
-    "train-images-idx3-ubyte.gz": ("8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                                   "f4a8712d7a061bf5bd6d2ca38dc4d50a", 2051, (60000, 28, 28)),
-    "train-labels-idx1-ubyte.gz": ("25c81989df183df01b3e8a0aad5dffbe",
-                                   "9018921c3c673c538a1fc5bad174d6f9", 2049, (60000,)),
-    "t10k-images-idx3-ubyte.gz": ("bef4ecab320f06d8554ea6380940ec79",
-                                  "8181f5470baa50b63fa0f6fddb340f0a", 2051, (10000, 28, 28)),
-    "t10k-labels-idx1-ubyte.gz": ("bb300cfdad3c16e7a12a480ee83cd310",
-                                  "15d484375f8d13e6eb1aabb0c3f46965", 2049, (10000,)),
-}
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
-                    ".pgm"}
 SPLIT_SEED = 20240601  # fixed: the val/test split does not depend on the training seed
 CALIB_SEED = 937162211  # the reference's BN re-calibration subset seed
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "netaug-mcu" / \
-        "datasets" / FASHION_MNIST
-
-
-def fashion_mnist_search_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Where Fashion-MNIST is looked for, in order (an explicit `data_dir` replaces the defaults)."""
-    if data_dir:
-        d = Path(data_dir).expanduser()
-        return [d, d / FASHION_MNIST]
-    dirs: list[Path] = []
-    env = os.environ.get("NETAUG_MCU_DATA")
-    if env:
-        dirs += [Path(env).expanduser(), Path(env).expanduser() / FASHION_MNIST]
-    return dirs + [DEBIAN_DIR, cache_dir()]
-
-
-def _md5(data: bytes) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def read_idx(path: Path, magic: int, shape: tuple[int, ...], md5: str | None = None) -> np.ndarray:
-    """Read and check one gzip'd IDX file; DataError naming the file on any problem."""
-    try:
-        with gzip.open(path, "rb") as fh:
-            raw = fh.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"corrupt Fashion-MNIST file {path}: not a valid gzip file ({exc}); "
-                        f"delete it and reinstall/download the dataset") from None
-    ndim = len(shape)
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"corrupt Fashion-MNIST file {path}: truncated header")
-    got_magic = struct.unpack(">I", raw[:4])[0]
-    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
-    if got_magic != magic or tuple(dims) != tuple(shape):
-        raise DataError(f"corrupt Fashion-MNIST file {path}: IDX magic/shape {got_magic}/{dims}, "
-                        f"expected {magic}/{shape}")
-    if len(raw) != header + int(np.prod(shape)):
-        raise DataError(f"corrupt Fashion-MNIST file {path}: {len(raw)} bytes after "
-                        f"decompression, expected {header + int(np.prod(shape))}")
-    if md5 and _md5(raw) != md5:
-        raise DataError(f"corrupt Fashion-MNIST file {path}: MD5 of its content does not match "
-                        f"the official release; delete it and reinstall/download the dataset")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
-
-
-def _download(dest: Path, quiet: bool = False) -> None:
-    """Download the four files into `dest`, verifying the published MD5 of each."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name, (gz_md5, _, _, _) in FASHION_MNIST_FILES.items():
-        target = dest / name
-        if target.exists():
-            continue
-        last_err: Exception | None = None
-        for base in FASHION_MNIST_URLS:
-            try:
-                if not quiet:
-                    print(f"downloading {base}{name}", flush=True)
-                with urllib.request.urlopen(base + name, timeout=60) as resp:
-                    data = resp.read()
-            except OSError as exc:
-                last_err = exc
-                continue
-            if _md5(data) != gz_md5:
-                last_err = DataError(f"MD5 mismatch for {base}{name}")
-                continue
-            fd, tmp = tempfile.mkstemp(dir=dest, prefix=name, suffix=".part")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
-            break
-        else:
-            raise DataError(f"could not download Fashion-MNIST file {name} ({last_err}); install "
-                            f"it with `apt-get install dataset-fashion-mnist` or put the files "
-                            f"from {FASHION_MNIST_HOME} into {dest}")
-
-
-def find_fashion_mnist(data_dir=None, download: bool = True, quiet: bool = False) -> Path:
-    dirs = fashion_mnist_search_dirs(data_dir)
-    for d in dirs:
-        if all((d / n).is_file() for n in FASHION_MNIST_FILES):
-            return d
-    if download:
-        dest = Path(data_dir).expanduser() if data_dir else cache_dir()
-        _download(dest, quiet=quiet)
-        return dest
-    looked = ", ".join(str(d) for d in dirs)
-    raise DataError(f"Fashion-MNIST not found (looked for {', '.join(FASHION_MNIST_FILES)} in "
-                    f"{looked}); install it with `apt-get install dataset-fashion-mnist` or allow "
-                    f"downloading from {FASHION_MNIST_URLS[0]} (drop --no-download)")
-
-
-def load_fashion_mnist(data_dir=None, download: bool = True, quiet: bool = False,
-                       verify: bool = True):
-    """(train_images uint8 [60000,28,28], train_labels, test_images [10000,28,28], test_labels)."""
-    d = find_fashion_mnist(data_dir, download, quiet)
-    arrays = {}
-    for name, (_, md5, magic, shape) in FASHION_MNIST_FILES.items():
-        arrays[name] = read_idx(d / name, magic, shape, md5 if verify else None)
-    for name in ("train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-        if arrays[name].max() >= len(FASHION_MNIST_CLASSES):
-            raise DataError(f"corrupt Fashion-MNIST file {d / name}: label out of range")
-    return (torch.from_numpy(arrays["train-images-idx3-ubyte.gz"].copy()),
-            torch.from_numpy(arrays["train-labels-idx1-ubyte.gz"].astype(np.int64)),
-            torch.from_numpy(arrays["t10k-images-idx3-ubyte.gz"].copy()),
-            torch.from_numpy(arrays["t10k-labels-idx1-ubyte.gz"].astype(np.int64)))
+def load_fashion_mnist(data_dir=None, download: bool = True, quiet: bool = False, verify: bool = True):
+    """(train_images uint8 [60000,28,28], train_labels, test_images [10000,28,28], test_labels) as tensors."""
+    log = (lambda *_: None) if quiet else (lambda m: print(m, flush=True))
+    out = []
+    for split in ("train", "test"):
+        x, y = datasets.load_fashion_mnist(split, data_dir, download=download, verify=verify, log=log)
+        out += [torch.from_numpy(x.copy()), torch.from_numpy(y)]
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -230,64 +92,13 @@ class FolderSource:
 
     def image(self, i: int) -> torch.Tensor:
         """float [1, C, H, W] in [0, 1]."""
-        from PIL import Image
-
-        path = self.paths[i]
-        try:
-            with Image.open(path) as im:
-                arr = np.asarray(im.convert(self.mode), dtype=np.uint8)
-        except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
-            raise DataError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
-        t = torch.from_numpy(arr.copy())
+        t = torch.from_numpy(datasets.read_image(self.paths[i], self.native_channels))
         t = t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1)
         return t.unsqueeze(0).float().div_(255.0)
 
 
-def _scan_folder(root: Path, classes: list[str] | None = None):
-    if not root.is_dir():
-        raise DataError(f"dataset folder {root} does not exist")
-    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if classes is None:
-        classes = found
-        if not classes:
-            raise DataError(f"no class subfolders in {root} (expected ImageFolder layout "
-                            f"{root}/CLASS/IMAGE.jpg)")
-    else:
-        extra = sorted(set(found) - set(classes))
-        if extra:
-            raise DataError(f"{root} has classes not in the training set: {', '.join(extra[:5])}")
-    paths, labels = [], []
-    for ci, c in enumerate(classes):
-        d = root / c
-        if not d.is_dir():
-            continue
-        for p in sorted(d.rglob("*")):
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
-                paths.append(p)
-                labels.append(ci)
-    if not paths:
-        raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found under {root}")
-    return classes, paths, labels
-
-
 # --------------------------------------------------------------------------------------------------
 # Preprocessing
-
-
-@dataclass
-class Preprocess:
-    dataset: str
-    resolution: int
-    channels: int
-    mean: list[float]
-    std: list[float]
-    interpolation: str = "bilinear"
-    color: str = "grey"  # source colour model: "grey" (repeated to C) or "rgb"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "resolution": self.resolution, "channels": self.channels,
-                "mean": list(self.mean), "std": list(self.std),
-                "interpolation": self.interpolation, "color": self.color}
 
 
 def finish(x: torch.Tensor, pre: Preprocess) -> torch.Tensor:
@@ -313,9 +124,8 @@ def resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
 def preprocess_images(images: torch.Tensor | np.ndarray, pre: Preprocess | dict) -> torch.Tensor:
     """Evaluation preprocessing of uint8 images [N,H,W] / [N,H,W,C] -> float [N,C,R,R]."""
     if isinstance(pre, dict):
-        pre = Preprocess(**{k: pre[k] for k in ("dataset", "resolution", "channels", "mean",
-                                                 "std")})
-    t = torch.as_tensor(np.asarray(images))
+        pre = Preprocess.from_dict(pre)
+    t = torch.from_numpy(np.array(images, copy=True))
     src = ArraySource(t, torch.zeros(len(t), dtype=torch.int64))
     return finish(resize(src.batch(torch.arange(len(t))), pre.resolution), pre)
 
@@ -411,7 +221,7 @@ def load_dataset(spec: str, *, resolution: int, channels: int, val_split: float 
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, not {channels}")
     gen = torch.Generator().manual_seed(SPLIT_SEED)
-    if spec.lower().replace("_", "-") in (FASHION_MNIST, "fashionmnist"):
+    if is_fashion_mnist(spec):
         tr_x, tr_y, te_x, te_y = load_fashion_mnist(data_dir, download=download, quiet=quiet)
         perm = torch.randperm(len(tr_y), generator=gen)
         n_val = _split_count(len(tr_y), val_split, 5000)
@@ -435,13 +245,13 @@ def load_dataset(spec: str, *, resolution: int, channels: int, val_split: float 
         raise DataError(f"dataset {root} is not a directory")
     mode = "RGB" if channels == 3 else "L"
     if (root / "train").is_dir():
-        classes, paths, labels = _scan_folder(root / "train")
+        classes, paths, labels = datasets.scan_image_folder(root / "train")
         train_src = FolderSource(paths, labels, mode)
         n = len(paths)
         holdout = root / "test" if (root / "val").is_dir() and (root / "test").is_dir() else None
         if holdout is not None:  # train / val / test
-            _, vp, vl = _scan_folder(root / "val", classes)
-            _, tp, tl = _scan_folder(holdout, classes)
+            _, vp, vl = datasets.scan_image_folder(root / "val", classes)
+            _, tp, tl = datasets.scan_image_folder(holdout, classes)
             val_src, test_src = FolderSource(vp, vl, mode), FolderSource(tp, tl, mode)
             train_idx = torch.randperm(n, generator=gen)
             val_idx = torch.randperm(len(vp), generator=gen)
@@ -452,12 +262,12 @@ def load_dataset(spec: str, *, resolution: int, channels: int, val_split: float 
             val_src, val_idx, train_idx = train_src, perm[:n_val], perm[n_val:]
             other = root / "val" if (root / "val").is_dir() else root / "test"
             if other.is_dir():
-                _, tp, tl = _scan_folder(other, classes)
+                _, tp, tl = datasets.scan_image_folder(other, classes)
                 test_src, test_idx = FolderSource(tp, tl, mode), torch.arange(len(tp))
             else:
                 test_src, test_idx = None, None
     else:  # one folder: deterministic test / val / train split
-        classes, paths, labels = _scan_folder(root)
+        classes, paths, labels = datasets.scan_image_folder(root)
         train_src = val_src = test_src = FolderSource(paths, labels, mode)
         n = len(paths)
         perm = torch.randperm(n, generator=gen)

@@ -1,19 +1,12 @@
-"""User-facing errors of the trainer stage.
-
-Every exception here carries an integer ``exit_code``; the ``netaug-mcu`` dispatcher prints it
-as one line (``netaug-mcu CMD: error: MSG``) and exits with that code, without a traceback.
-"""
+"""User-facing errors of the trainer stage (all `UserError`s: one line, their exit code)."""
 from __future__ import annotations
 
+from ..common.datasets import DatasetError as DataError  # noqa: F401 - a missing/corrupt data set
+from ..common.errors import UserError
 
-class TrainError(Exception):
+
+class TrainError(UserError):
     """Bad input or an unrecoverable training condition (exit code 2)."""
-
-    exit_code = 2
-
-
-class DataError(TrainError):
-    """A dataset is missing, corrupt or unusable."""
 
 
 class DivergedError(TrainError):

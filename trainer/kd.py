@@ -15,9 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import model_file
 from .errors import TrainError
-
-MODEL_FORMAT = "netaug-mcu/model/1"
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -86,26 +85,12 @@ def load_teacher(path: str | os.PathLike, num_classes: int, device: torch.device
                  student_preprocess: dict[str, Any] | None = None) -> Teacher:
     """Load a teacher from any netaug-mcu ``model.pt``; TrainError (exit 2) when the file is not a
     model.pt or its class count differs from ``num_classes``."""
-    from . import zoo
-
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise TrainError(f"--teacher {p}: file not found")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
-        raise TrainError(f"--teacher {p}: cannot read it ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    if not isinstance(obj, dict) or obj.get("format") != MODEL_FORMAT or "arch" not in obj:
-        raise TrainError(f"--teacher {p} is not a netaug-mcu model.pt (format {MODEL_FORMAT!r})")
+    obj = model_file.read(path, "--teacher")
     arch = dict(obj["arch"])
     if int(arch.get("num_classes", -1)) != int(num_classes):
-        raise TrainError(f"--teacher {p} predicts {arch.get('num_classes')} classes, the student "
+        raise TrainError(f"--teacher {os.fspath(path)} predicts {arch.get('num_classes')} classes, the student "
                          f"{num_classes}: a teacher must have the same classes")
-    try:
-        model = zoo.build(**arch)
-        model.load_state_dict(obj["state_dict"], strict=True)
-    except Exception as exc:  # noqa: BLE001
-        raise TrainError(f"--teacher {p}: cannot rebuild its model ({str(exc).splitlines()[0]})") from None
+    model = model_file.build(obj, f"--teacher {os.fspath(path)}")
     pre = obj.get("preprocess") or {}
     t = Teacher(model, arch["in_channels"], pre.get("resolution", arch.get("resolution")),
                 pre.get("mean"), pre.get("std"))

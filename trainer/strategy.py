@@ -38,8 +38,8 @@ Contract of each method
 - ``state_dict() / load_state_dict(d)``: anything needed to resume bit-exactly (e.g. the
   architecture-sampling generator state).
 
-`trainer.netaug.strategy.NetAugStrategy` implements the same methods; `build_strategy` below is the
-one place that constructs strategies from a `TrainConfig`.
+`trainer.netaug.strategy.NetAugStrategy` implements the same methods; `trainer.strategy_factory.build_strategy`
+is the one place that constructs strategies from a `TrainConfig`.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from .errors import TrainError
+from . import kd
 
 CalibBatches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
@@ -113,14 +113,8 @@ class BaselineStrategy(Strategy):
         self.teacher = teacher
         self.kd_weight = float(kd_weight)
         self.kd_temperature = float(kd_temperature)
-        self._kd_loss = None
         if teacher is not None:
-            from . import kd  # written by the NetAug/KD work (issue 3)
-
-            self._kd_loss = kd.kd_loss
-            teacher.eval()
-            for p in teacher.parameters():
-                p.requires_grad_(False)
+            kd.freeze(teacher)
 
     def train_step(self, model, ddp_model, x, y, criterion):
         logits = ddp_model(x)
@@ -128,7 +122,7 @@ class BaselineStrategy(Strategy):
         if self.teacher is not None:
             with torch.no_grad():
                 t_logits = self.teacher(x)
-            loss = loss + self.kd_weight * self._kd_loss(logits, t_logits, self.kd_temperature)
+            loss = loss + self.kd_weight * kd.kd_loss(logits, t_logits, self.kd_temperature)
         loss.backward()
         return float(loss.detach()), logits.detach()
 
@@ -137,42 +131,3 @@ class BaselineStrategy(Strategy):
         if self.teacher is not None:
             d.update(kd_weight=self.kd_weight, kd_temperature=self.kd_temperature)
         return d
-
-
-def _load_teacher(cfg, num_classes: int, device: torch.device,
-                  preprocess: dict | None) -> nn.Module | None:
-    if not cfg.teacher:
-        return None
-    try:
-        from . import kd
-    except ModuleNotFoundError as exc:
-        raise TrainError("--teacher needs trainer/kd.py, which is not in this checkout") from exc
-    # the teacher adapts the student's batches (channels, resolution, normalisation) to its own
-    return kd.load_teacher(cfg.teacher, num_classes=num_classes, device=device,
-                           student_preprocess=preprocess)
-
-
-def build_strategy(cfg, num_classes: int, device: torch.device,
-                   preprocess: dict | None = None) -> Strategy:
-    """The strategy a `TrainConfig` asks for (baseline, KD, NetAug, NetAug+KD)."""
-    teacher = _load_teacher(cfg, num_classes, device, preprocess)
-    if cfg.netaug:
-        try:
-            from .netaug.strategy import NetAugStrategy
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("trainer.netaug"):
-                raise TrainError("--netaug needs the trainer.netaug package, which is not in this "
-                                 "checkout") from exc
-            raise
-        return NetAugStrategy(
-            model_name=cfg.model,
-            aug_width=cfg.aug_width,
-            aug_expand=cfg.aug_expand,
-            alpha=cfg.alpha,
-            seed=cfg.seed,
-            teacher=teacher,
-            kd_weight=cfg.kd_weight,
-            kd_temperature=cfg.kd_temperature,
-        )
-    return BaselineStrategy(teacher=teacher, kd_weight=cfg.kd_weight,
-                            kd_temperature=cfg.kd_temperature)

@@ -43,8 +43,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..common.errors import UserError
+
 __all__ = [
-    "ZooError", "MODELS", "build", "count", "describe_all", "same_pads",
+    "ZooError", "MODELS", "register", "parse_arch", "build", "build_arch", "count", "describe_all", "same_pads",
     "Conv2dSame", "ConvBNAct", "SqueezeExcite", "InvertedResidual", "ZooNet", "make_divisible",
 ]
 
@@ -64,10 +66,8 @@ __all__ = [
 SAME_PADDING_NOTE = "TF-SAME pads via F.pad+conv: onnx2tf 1.29.24 -> single CONV_2D/DEPTHWISE_CONV_2D, no PAD/TRANSPOSE"
 
 
-class ZooError(ValueError):
+class ZooError(UserError, ValueError):
     """A user error (unknown model, bad argument): printed as one line by the CLI."""
-
-    exit_code = 2
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -223,147 +223,79 @@ class ZooNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# Architecture tables (netaug.md section 7).  Block tuple: (out, expand_ratio, kernel, stride, res)
+# Architectures as data.  One entry per model (``register``), one builder for all (``build``).
+#
+# An architecture is a string of block tokens (as timm's _efficientnet_builder decodes
+# ``ir_r2_k3_s2_e6_c24``), separated by spaces; options of a token are joined with ``_``:
+#   stem_k3_s2_c16        ConvBNAct(in_channels -> 16, 3x3, stride 2)
+#   ds_k3_c8              inverted-residual block without expand conv (mid = in): DSConv
+#   ir_k5_s2_e4_c24       1x1 expand to e x in (or m<mid> channels) -> k5 depthwise, stride 2 -> 1x1 to 24
+#   head_c448             1x1 ConvBNAct before the pool
+#   prehead_c448          1x1 conv with bias, no BN, after the pool (MobileNetV3's second head layer)
+# Options: k kernel, s stride (default 1), e expand ratio, m mid channels, c out channels, r repeat
+# (the first with the stride, the others stride 1), se squeeze-excite (squeeze make_divisible(mid//4, 8),
+# torchvision's rule), relu / hs (hard-swish) activation (default relu6), noskip (no identity
+# shortcut; by default a block has one when stride == 1 and in == out).
+# Each entry also carries its default resolution, reference (params, MACs, params convention) figures
+# (MACs always BN-folded; see the README for the conventions) and its NetAug width list (the
+# reference's factor list for the family, netaug.md section 7).
+
+MODELS: dict[str, dict[str, Any]] = {}
+ACTS = {"relu": "relu", "hs": "hswish"}
 
 
-def _mbv2_stages(stages, cin):
-    """[(t, c, n, s, k)] -> block tuples; residual on every non-first block of a stage."""
-    out = []
-    for t, c, n, s, k in stages:
-        for i in range(n):
-            out.append((c, t, k, s if i == 0 else 1, i > 0 and True))
-            cin = c
-    return out
+def register(name: str, *, arch: str, resolution: int, description: str, netaug_width: tuple[float, ...],
+             ref: tuple[float, float, str] | None = None) -> None:
+    """Add a model to the zoo: everything about it is in this one entry."""
+    if name in MODELS:
+        raise ZooError(f"zoo model {name!r} registered twice")
+    MODELS[name] = dict(arch=" ".join(arch.split()), resolution=resolution, description=description,
+                        ref=ref, netaug_width=tuple(netaug_width))
 
 
-_MBV2_TINY_STAGES = [(6, 8, 2, 2, 3), (6, 16, 3, 2, 3), (6, 24, 4, 2, 3), (6, 32, 3, 1, 3),
-                     (6, 56, 3, 2, 3), (6, 112, 1, 1, 3)]
-
-_PROXYLESS_035 = [
-    (16, 3, 5, 2, False), (16, 3, 3, 1, True),
-    (16, 3, 7, 2, False), (16, 3, 3, 1, True), (16, 3, 5, 1, True), (16, 3, 5, 1, True),
-    (32, 6, 7, 2, False), (32, 3, 5, 1, True), (32, 3, 5, 1, True), (32, 3, 5, 1, True),
-    (32, 6, 5, 1, False), (32, 3, 5, 1, True), (32, 3, 5, 1, True), (32, 3, 5, 1, True),
-    (64, 6, 7, 2, False), (64, 6, 7, 1, True), (64, 3, 7, 1, True), (64, 3, 7, 1, True),
-    (112, 6, 7, 1, False),
-]
-
-
-def _mcunet(spec: str):
-    """Parse 'out(e,k[,s])[r] ...' (netaug.md section 7 notation)."""
+def parse_arch(arch: str) -> list[dict[str, Any]]:
+    """Block tokens -> [{type, k, s, e | m, c, se, act, skip}], repeats expanded."""
     blocks = []
-    for tok in spec.split():
-        res = tok.endswith("r")
-        tok = tok.rstrip("r")
-        c, rest = tok.split("(")
-        vals = [int(v) for v in rest.rstrip(")").split(",")]
-        e, k = vals[0], vals[1]
-        s = vals[2] if len(vals) > 2 else 1
-        blocks.append((int(c), e, k, s, res))
+    for tok in arch.split():
+        kind, *opts = tok.split("_")
+        if kind not in ("stem", "ds", "ir", "head", "prehead"):
+            raise ZooError(f"unknown block type {kind!r} in {tok!r}")
+        b: dict[str, Any] = {"type": kind, "k": 3, "s": 1, "act": "relu6", "se": False, "skip": None}
+        repeat = 1
+        for o in opts:
+            if o in ACTS:
+                b["act"] = ACTS[o]
+            elif o == "se":
+                b["se"] = True
+            elif o == "noskip":
+                b["skip"] = False
+            elif o[:1] in "ksmcr" and o[1:].isdigit():
+                if o[0] == "r":
+                    repeat = int(o[1:])
+                else:
+                    b[o[0]] = int(o[1:])
+            elif o[:1] == "e":
+                b["e"] = float(o[1:])
+            else:
+                raise ZooError(f"unknown option {o!r} in block {tok!r}")
+        if "c" not in b:
+            raise ZooError(f"block {tok!r} has no output channels (c...)")
+        blocks.append(b)
+        blocks += [dict(b, s=1) for _ in range(repeat - 1)]
     return blocks
 
 
-_MCUNET = {
-    "mcunet-in0": (24, 16, _mcunet("16(4,5,2) 16(3,3)r 16(4,3)r 24(5,7,2) 24(4,5)r 24(5,5)r "
-                                   "48(5,7,2) 48(4,5)r 56(5,3) 56(4,5)r 56(5,3)r 112(6,3,2) 112(4,5)r 192(6,3)")),
-    "mcunet-in1": (16, 8, _mcunet("16(4,3,2) 16(3,3)r 24(3,7,2) 24(5,3)r 40(5,3,2) 40(4,7)r "
-                                  "48(4,5) 48(3,3)r 48(4,3)r 96(5,7,2) 96(4,5)r 96(4,5)r 160(6,3)")),
-    "mcunet-in2": (16, 8, _mcunet("16(3,5,2) 16(6,7)r 16(5,3)r 16(5,5)r 24(5,3,2) 24(6,7)r 24(6,5)r "
-                                  "40(4,7,2) 40(5,5)r 48(5,3) 48(5,5)r 48(4,3)r 96(6,5,2) 96(4,5)r "
-                                  "96(3,5)r 96(4,3)r 160(5,5)")),
-    "mcunet-in3": (16, 8, _mcunet("16(3,7,2) 16(5,3)r 16(5,7)r 16(4,5)r 24(5,5,2) 24(5,5)r 24(5,5)r "
-                                  "40(5,3,2) 40(6,7)r 40(4,5)r 48(5,5) 48(5,7)r 48(5,3)r 96(6,3,2) "
-                                  "96(5,7)r 96(4,3)r 160(5,7)")),
-    "mcunet-in4": (32, 16, _mcunet("24(3,7,2) 24(5,3)r 24(4,5)r 40(5,7,2) 40(4,3)r 40(4,7)r "
-                                   "80(3,7,2) 80(3,3)r 80(3,7)r 96(4,3) 96(3,5)r 96(3,5)r 192(4,7,2) "
-                                   "192(3,7)r 192(3,5)r 320(4,5)")),
-}
-
-# MobileNetV3-Large (torchvision `_mobilenet_v3_conf("mobilenet_v3_large")`):
-# (in, kernel, expanded, out, use_se, act, stride) at width 1.0.
-_MBV3_LARGE = [
-    (16, 3, 16, 16, False, "relu", 1), (16, 3, 64, 24, False, "relu", 2), (24, 3, 72, 24, False, "relu", 1),
-    (24, 5, 72, 40, True, "relu", 2), (40, 5, 120, 40, True, "relu", 1), (40, 5, 120, 40, True, "relu", 1),
-    (40, 3, 240, 80, False, "hswish", 2), (80, 3, 200, 80, False, "hswish", 1),
-    (80, 3, 184, 80, False, "hswish", 1), (80, 3, 184, 80, False, "hswish", 1),
-    (80, 3, 480, 112, True, "hswish", 1), (112, 3, 672, 112, True, "hswish", 1),
-    (112, 5, 672, 160, True, "hswish", 2), (160, 5, 960, 160, True, "hswish", 1),
-    (160, 5, 960, 160, True, "hswish", 1),
-]
-
-
-def _build_mb(in_channels, num_classes, stem_c, ds_c, blocks, head_c, dropout=0.0):
-    """MobileNetV2-style net: stem, DSConv, MB blocks (ReLU6), optional 1x1 head."""
-    stem = ConvBNAct(in_channels, stem_c, 3, 2)
-    mods = [InvertedResidual(stem_c, stem_c, ds_c, 3, 1, False, expand=False)]
-    cin = ds_c
-    for c, e, k, s, res in blocks:
-        mid = int(round(e * cin))
-        mods.append(InvertedResidual(cin, mid, c, k, s, bool(res)))
-        cin = c
-    head = None
-    if head_c:
-        head = ConvBNAct(cin, head_c, 1)
-        cin = head_c
-    return ZooNet(stem, mods, head, None, cin, num_classes, dropout)
-
-
-def _build_mbv3(in_channels, num_classes, width=0.35, dropout=0.0):
-    """MobileNetV3-Large at ``width``: channels = make_divisible(c * width, 8) as torchvision does;
-    SE squeeze = make_divisible(expanded // 4, 8); head 1x1 conv to 6*last (hswish), pool,
-    1x1 conv with bias to make_divisible(1280 * width, 8) (hswish; torchvision's Linear), classifier.
-
-    Resulting mbv3-w0.35 (in-mid-out, kernel, stride, SE squeeze, act, r = residual):
-      stem 3x3 s2 -> 8 (hswish);
-      8-8-8 k3 s1 relu r (no expand conv); 8-24-8 k3 s2 relu; 8-24-8 k3 relu r;
-      8-24-16 k5 s2 se8 relu; 16-40-16 k5 se16 relu r; 16-40-16 k5 se16 relu r;
-      16-88-32 k3 s2 hswish; 32-72-32 k3 hswish r; 32-64-32 k3 hswish r; 32-64-32 k3 hswish r;
-      32-168-40 k3 se40 hswish; 40-232-40 k3 se56 hswish r; 40-232-56 k5 s2 se56 hswish;
-      56-336-56 k5 se88 hswish r; 56-336-56 k5 se88 hswish r;
-      head 1x1 56->336 (BN, hswish); pool; 1x1 336->448 (bias, hswish); FC 448->classes.
-    SE = avgpool, 1x1 conv (bias), ReLU, 1x1 conv (bias), hard-sigmoid, multiply (torchvision).
-    0.99M folded params, 18.4M MACs at r160."""
-    def ch(c):
-        return make_divisible(c * width, 8)
-
-    stem_c = ch(_MBV3_LARGE[0][0])
-    stem = ConvBNAct(in_channels, stem_c, 3, 2, act="hswish")
-    mods = []
-    cin = stem_c
-    for _, k, exp, out, se, act, s in _MBV3_LARGE:
-        mid, cout = ch(exp), ch(out)
-        se_mid = make_divisible(mid // 4, 8) if se else None
-        mods.append(InvertedResidual(cin, mid, cout, k, s, s == 1 and cin == cout,
-                                     expand=mid != cin, act=act, se_mid=se_mid))
-        cin = cout
-    head = ConvBNAct(cin, 6 * cin, 1, act="hswish")
-    last = ch(1280)
-    pre_head = ConvBNAct(6 * cin, last, 1, act="hswish", bn=False, bias=True)
-    return ZooNet(stem, mods, head, pre_head, last, num_classes, dropout)
-
-
-# ``ref`` = (params, MACs, params convention) reference figures.  MACs always BN-folded.
-# The MCUNet README figures (mbv2-tiny, mcunet-in0..in4) count every trainable parameter of the
-# unfolded PyTorch model (BN gamma/beta included): e.g. mcunet-in3 has 737,408 of them (0.74M)
-# but 729,720 folded params (0.73M, -1.4%).  The netaug.md figures for mbv2-w0.35 (1.66M) and
-# proxyless-w0.35 (1.77M) were counted BN-folded (torch count: 1.68M / 1.78M).  So each reference
-# is compared in its own convention; ``count`` reports folded params by default.
-MODELS: dict[str, dict[str, Any]] = {
-    "mbv2-tiny": dict(resolution=144, description="MobileNetV2-Tiny (netaug tinymbv2 / mcunet zoo mbv2-w0.35): "
-                      "MobileNetV2 w0.35 trunk, 1x1 head 112->448", ref=(0.75e6, 23.5e6, "torch")),
-    "mbv2-w0.35": dict(resolution=160, description="MobileNetV2 width 0.35 (netaug mbv2-0.35), head 112->1280",
-                       ref=(1.66e6, 30.9e6, "folded")),
-    "mcunet-in0": dict(resolution=48, description="MCUNet in0 (10 fps on STM32F746)", ref=(0.75e6, 6.4e6, "torch")),
-    "mcunet-in1": dict(resolution=96, description="MCUNet in1 (5 fps)", ref=(0.64e6, 12.8e6, "torch")),
-    "mcunet-in2": dict(resolution=160, description="MCUNet in2 (256 kB SRAM)", ref=(0.73e6, 67.3e6, "torch")),
-    "mcunet-in3": dict(resolution=176, description="MCUNet in3 (320 kB SRAM; netaug 'mcunet')",
-                       ref=(0.74e6, 81.8e6, "torch")),
-    "mcunet-in4": dict(resolution=160, description="MCUNet in4 (512 kB SRAM)", ref=(1.73e6, 125.9e6, "torch")),
-    "proxyless-w0.35": dict(resolution=160, description="ProxylessNAS-Mobile width 0.35 (netaug proxylessnas-0.35)",
-                            ref=(1.77e6, 35.7e6, "folded")),
-    "mbv3-w0.35": dict(resolution=160, description="MobileNetV3-Large width 0.35 (torchvision config, SE, "
-                       "hard-swish, channels rounded to multiples of 8)", ref=None),
-}
+def _block(b: dict[str, Any], cin: int) -> InvertedResidual:
+    k, s, cout, act = b["k"], b["s"], b["c"], b["act"]
+    if b["type"] == "ds":
+        mid = cin
+    elif "m" in b:
+        mid = b["m"]
+    else:
+        mid = int(round(b.get("e", 1.0) * cin))
+    skip = (s == 1 and cin == cout) if b["skip"] is None else b["skip"]
+    se_mid = make_divisible(mid // 4, 8) if b["se"] else None
+    return InvertedResidual(cin, mid, cout, k, s, skip, expand=mid != cin, act=act, se_mid=se_mid)
 
 
 def build(name: str, in_channels: int = 3, num_classes: int = 1000, resolution: int | None = None,
@@ -371,26 +303,90 @@ def build(name: str, in_channels: int = 3, num_classes: int = 1000, resolution: 
     """Build a zoo model; ``model.arch`` records name/in_channels/num_classes/resolution."""
     if name not in MODELS:
         raise ZooError(f"unknown model {name!r} (choose from: {', '.join(MODELS)})")
-    if int(in_channels) < 1 or int(num_classes) < 1:
-        raise ZooError(f"in_channels and num_classes must be >= 1 (got {in_channels}, {num_classes})")
     if resolution is None:
         resolution = MODELS[name]["resolution"]
+    return build_arch(MODELS[name]["arch"], in_channels, num_classes, resolution, dropout, name=name)
+
+
+def build_arch(arch: str, in_channels: int, num_classes: int, resolution: int, dropout: float = 0.0,
+               name: str = "custom") -> ZooNet:
+    """Build any architecture string (the zoo's entries, or a benchmark's own model)."""
+    if int(in_channels) < 1 or int(num_classes) < 1:
+        raise ZooError(f"in_channels and num_classes must be >= 1 (got {in_channels}, {num_classes})")
     if int(resolution) < 8:
         raise ZooError(f"resolution must be >= 8 (got {resolution})")
     in_channels, num_classes, resolution = int(in_channels), int(num_classes), int(resolution)
-    if name == "mbv2-tiny":
-        m = _build_mb(in_channels, num_classes, 16, 8, _mbv2_stages(_MBV2_TINY_STAGES, 8), 448, dropout)
-    elif name == "mbv2-w0.35":
-        m = _build_mb(in_channels, num_classes, 16, 8, _mbv2_stages(_MBV2_TINY_STAGES, 8), 1280, dropout)
-    elif name == "proxyless-w0.35":
-        m = _build_mb(in_channels, num_classes, 16, 8, _PROXYLESS_035, 1280, dropout)
-    elif name in _MCUNET:
-        stem_c, ds_c, blocks = _MCUNET[name]
-        m = _build_mb(in_channels, num_classes, stem_c, ds_c, blocks, None, dropout)
-    else:  # mbv3-w0.35
-        m = _build_mbv3(in_channels, num_classes, 0.35, dropout)
+    stem = head = pre_head = None
+    blocks: list[InvertedResidual] = []
+    c = in_channels
+    for b in parse_arch(arch):
+        if b["type"] == "stem":
+            stem = ConvBNAct(c, b["c"], b["k"], b["s"], act=b["act"])
+        elif b["type"] in ("ds", "ir"):
+            blocks.append(_block(b, c))
+        elif b["type"] == "head":
+            head = ConvBNAct(c, b["c"], 1, act=b["act"])
+        else:
+            pre_head = ConvBNAct(c, b["c"], 1, act=b["act"], bn=False, bias=True)
+        c = b["c"]
+    if stem is None:
+        raise ZooError(f"architecture {name!r} has no stem")
+    m = ZooNet(stem, blocks, head, pre_head, c, num_classes, dropout)
     m.arch = dict(name=name, in_channels=in_channels, num_classes=num_classes, resolution=resolution)
     return m
+
+
+MBV2_FAMILY = (1.0, 1.8, 2.6)
+MCUNET_FAMILY = (1.0, 1.6, 2.2)
+_MBV2_035_TRUNK = """stem_k3_s2_c16 ds_k3_c8 ir_r2_k3_s2_e6_c8 ir_r3_k3_s2_e6_c16 ir_r4_k3_s2_e6_c24 ir_r3_k3_e6_c32
+                     ir_r3_k3_s2_e6_c56 ir_k3_e6_c112"""
+
+register("mbv2-tiny", arch=_MBV2_035_TRUNK + " head_c448", resolution=144, netaug_width=MBV2_FAMILY,
+         ref=(0.75e6, 23.5e6, "torch"),
+         description="MobileNetV2-Tiny (netaug tinymbv2 / mcunet zoo mbv2-w0.35): MobileNetV2 w0.35 trunk, "
+                     "1x1 head 112->448")
+register("mbv2-w0.35", arch=_MBV2_035_TRUNK + " head_c1280", resolution=160, netaug_width=MBV2_FAMILY,
+         ref=(1.66e6, 30.9e6, "folded"), description="MobileNetV2 width 0.35 (netaug mbv2-0.35), head 112->1280")
+register("mcunet-in0", resolution=48, netaug_width=MCUNET_FAMILY, ref=(0.75e6, 6.4e6, "torch"),
+         description="MCUNet in0 (10 fps on STM32F746)",
+         arch="""stem_k3_s2_c24 ds_k3_c16 ir_k5_s2_e4_c16 ir_k3_e3_c16 ir_k3_e4_c16 ir_k7_s2_e5_c24 ir_k5_e4_c24
+                 ir_k5_e5_c24 ir_k7_s2_e5_c48 ir_k5_e4_c48 ir_k3_e5_c56 ir_k5_e4_c56 ir_k3_e5_c56 ir_k3_s2_e6_c112
+                 ir_k5_e4_c112 ir_k3_e6_c192""")
+register("mcunet-in1", resolution=96, netaug_width=MCUNET_FAMILY, ref=(0.64e6, 12.8e6, "torch"),
+         description="MCUNet in1 (5 fps)",
+         arch="""stem_k3_s2_c16 ds_k3_c8 ir_k3_s2_e4_c16 ir_k3_e3_c16 ir_k7_s2_e3_c24 ir_k3_e5_c24 ir_k3_s2_e5_c40
+                 ir_k7_e4_c40 ir_k5_e4_c48 ir_k3_e3_c48 ir_k3_e4_c48 ir_k7_s2_e5_c96 ir_k5_e4_c96 ir_k5_e4_c96
+                 ir_k3_e6_c160""")
+register("mcunet-in2", resolution=160, netaug_width=MCUNET_FAMILY, ref=(0.73e6, 67.3e6, "torch"),
+         description="MCUNet in2 (256 kB SRAM)",
+         arch="""stem_k3_s2_c16 ds_k3_c8 ir_k5_s2_e3_c16 ir_k7_e6_c16 ir_k3_e5_c16 ir_k5_e5_c16 ir_k3_s2_e5_c24
+                 ir_k7_e6_c24 ir_k5_e6_c24 ir_k7_s2_e4_c40 ir_k5_e5_c40 ir_k3_e5_c48 ir_k5_e5_c48 ir_k3_e4_c48
+                 ir_k5_s2_e6_c96 ir_k5_e4_c96 ir_k5_e3_c96 ir_k3_e4_c96 ir_k5_e5_c160""")
+register("mcunet-in3", resolution=176, netaug_width=MCUNET_FAMILY, ref=(0.74e6, 81.8e6, "torch"),
+         description="MCUNet in3 (320 kB SRAM; netaug 'mcunet')",
+         arch="""stem_k3_s2_c16 ds_k3_c8 ir_k7_s2_e3_c16 ir_k3_e5_c16 ir_k7_e5_c16 ir_k5_e4_c16 ir_k5_s2_e5_c24
+                 ir_k5_e5_c24 ir_k5_e5_c24 ir_k3_s2_e5_c40 ir_k7_e6_c40 ir_k5_e4_c40 ir_k5_e5_c48 ir_k7_e5_c48
+                 ir_k3_e5_c48 ir_k3_s2_e6_c96 ir_k7_e5_c96 ir_k3_e4_c96 ir_k7_e5_c160""")
+register("mcunet-in4", resolution=160, netaug_width=MCUNET_FAMILY, ref=(1.73e6, 125.9e6, "torch"),
+         description="MCUNet in4 (512 kB SRAM)",
+         arch="""stem_k3_s2_c32 ds_k3_c16 ir_k7_s2_e3_c24 ir_k3_e5_c24 ir_k5_e4_c24 ir_k7_s2_e5_c40 ir_k3_e4_c40
+                 ir_k7_e4_c40 ir_k7_s2_e3_c80 ir_k3_e3_c80 ir_k7_e3_c80 ir_k3_e4_c96 ir_k5_e3_c96 ir_k5_e3_c96
+                 ir_k7_s2_e4_c192 ir_k7_e3_c192 ir_k5_e3_c192 ir_k5_e4_c320""")
+register("proxyless-w0.35", resolution=160, netaug_width=MBV2_FAMILY, ref=(1.77e6, 35.7e6, "folded"),
+         description="ProxylessNAS-Mobile width 0.35 (netaug proxylessnas-0.35)",
+         arch="""stem_k3_s2_c16 ds_k3_c8 ir_k5_s2_e3_c16 ir_k3_e3_c16 ir_k7_s2_e3_c16 ir_k3_e3_c16 ir_k5_e3_c16
+                 ir_k5_e3_c16 ir_k7_s2_e6_c32 ir_k5_e3_c32 ir_k5_e3_c32 ir_k5_e3_c32 ir_k5_e6_c32_noskip
+                 ir_k5_e3_c32 ir_k5_e3_c32 ir_k5_e3_c32 ir_k7_s2_e6_c64 ir_k7_e6_c64 ir_k7_e3_c64 ir_k7_e3_c64
+                 ir_k7_e6_c112 head_c1280""")
+# MobileNetV3-Large at width 0.35 (torchvision `_mobilenet_v3_conf`, channels make_divisible(c * 0.35, 8),
+# SE squeeze make_divisible(mid // 4, 8)); 0.99M folded params, 18.4M MACs at r160.
+register("mbv3-w0.35", resolution=160, netaug_width=(1.0, 2.0, 3.0), ref=None,
+         description="MobileNetV3-Large width 0.35 (torchvision config, SE, hard-swish, channels rounded to "
+                     "multiples of 8)",
+         arch="""stem_k3_s2_c8_hs ds_k3_c8_relu ir_k3_s2_e3_c8_relu ir_k3_e3_c8_relu ir_k5_s2_e3_c16_se_relu
+                 ir_k5_m40_c16_se_relu ir_k5_m40_c16_se_relu ir_k3_s2_m88_c32_hs ir_k3_m72_c32_hs ir_k3_e2_c32_hs
+                 ir_k3_e2_c32_hs ir_k3_m168_c40_se_hs ir_k3_m232_c40_se_hs ir_k5_s2_m232_c56_se_hs
+                 ir_k5_e6_c56_se_hs ir_k5_e6_c56_se_hs head_c336_hs prehead_c448_hs""")
 
 
 def count(model: nn.Module, resolution: int | None = None, in_channels: int | None = None,

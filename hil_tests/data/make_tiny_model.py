@@ -13,32 +13,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from hil_tests import dataset  # noqa: E402
+from netaug_mcu.common import datasets, preprocess  # noqa: E402
 
 MEAN, STD = [0.2860], [0.3530]  # Fashion-MNIST train-set statistics
-
-
-def train_images():
-    d = None
-    for cand in dataset._data_dirs():
-        if (cand / "train-images-idx3-ubyte.gz").exists():
-            d = cand
-            break
-    if d is None:
-        raise SystemExit("Fashion-MNIST train set not found")
-    return (dataset._read_idx(d / "train-images-idx3-ubyte.gz"),
-            dataset._read_idx(d / "train-labels-idx1-ubyte.gz").astype(np.int64))
 
 
 def build(res: int) -> tf.keras.Model:
@@ -55,10 +41,10 @@ def make(res: int, epochs: int) -> None:
     tf.keras.utils.set_random_seed(res)
     pre = {"dataset": "fashion-mnist", "resolution": res, "channels": 1, "mean": MEAN, "std": STD,
            "interpolation": "bilinear"}
-    xtr_u8, ytr = train_images()
-    xte_u8, yte = dataset.load_test_set()
-    xtr = dataset.preprocess(xtr_u8, pre)
-    xte = dataset.preprocess(xte_u8, pre)
+    xtr_u8, ytr = datasets.load_fashion_mnist("train")
+    xte_u8, yte = datasets.load_fashion_mnist("test")
+    xtr = preprocess.preprocess(xtr_u8, pre)
+    xte = preprocess.preprocess(xte_u8, pre)
     train_model = build(res)
     # Train with a free batch dimension, then copy the weights into the batch-1 graph for conversion.
     tin = tf.keras.Input((res, res, 1))
@@ -88,7 +74,7 @@ def make(res: int, epochs: int) -> None:
     interp.allocate_tensors()
     ind, outd = interp.get_input_details()[0], interp.get_output_details()[0]
     s, z = ind["quantization"]
-    xq = dataset.quantize_input(xte, s, z)
+    xq = preprocess.quantize(xte, s, z)
     preds = []
     for i in range(len(xq)):
         interp.set_tensor(ind["index"], xq[i:i + 1])
@@ -111,7 +97,7 @@ def make(res: int, epochs: int) -> None:
         "output": {"name": outd["name"], "shape": [int(v) for v in outd["shape"]], "dtype": "int8",
                    "scale": float(outd["quantization"][0]), "zero_point": int(outd["quantization"][1])},
         "preprocess": pre,
-        "classes": dataset.FASHION_MNIST_CLASSES,
+        "classes": datasets.FASHION_MNIST_CLASSES,
         "file_bytes": len(blob),
         "sha256": hashlib.sha256(blob).hexdigest(),
         "float_top1": round(float_top1, 2),

@@ -26,24 +26,15 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .. import zoo
+from .. import kd, zoo
 from ..errors import TrainError
 from ..strategy import Strategy, maybe_no_sync
 from .supernet import SuperNet, build_supernet
 
-# Reference factor lists (bash/imagenet/*.sh): width lists per family, expand list everywhere.
+# Reference factor lists (bash/imagenet/*.sh): the width list comes with each zoo entry, the expand
+# list is the same everywhere.
 EXPAND_DEFAULT = [1.0, 1.6, 2.2, 2.8]
-WIDTH_DEFAULTS = {
-    "mbv2-tiny": [1.0, 1.8, 2.6],
-    "mbv2-w0.35": [1.0, 1.8, 2.6],
-    "proxyless-w0.35": [1.0, 1.8, 2.6],
-    "mcunet-in0": [1.0, 1.6, 2.2],
-    "mcunet-in1": [1.0, 1.6, 2.2],
-    "mcunet-in2": [1.0, 1.6, 2.2],
-    "mcunet-in3": [1.0, 1.6, 2.2],
-    "mcunet-in4": [1.0, 1.6, 2.2],
-    "mbv3-w0.35": [1.0, 2.0, 3.0],
-}
+WIDTH_DEFAULTS = {name: list(entry["netaug_width"]) for name, entry in zoo.MODELS.items()}
 
 
 class NetAugError(TrainError):
@@ -115,8 +106,7 @@ class NetAugStrategy(Strategy):
         self.sorted_epochs = 0
         self.model: SuperNet | None = None
         if teacher is not None:
-            from ..kd import freeze
-            freeze(teacher)
+            kd.freeze(teacher)
 
     # ------------------------------------------------------------------------------------------
     def prepare(self, model: nn.Module) -> SuperNet:
@@ -144,10 +134,9 @@ class NetAugStrategy(Strategy):
             logits = ddp_model(x)
             loss = criterion(logits, y)
             if self.teacher is not None and self.kd_weight > 0:
-                from ..kd import kd_loss
                 with torch.no_grad():
                     t_logits = self.teacher(x)
-                loss = loss + self.kd_weight * kd_loss(logits, t_logits, self.kd_temperature)
+                loss = loss + self.kd_weight * kd.kd_loss(logits, t_logits, self.kd_temperature)
             loss.backward()
         net.set_active(self.mode, self.generator)
         aug_loss = self.alpha * criterion(ddp_model(x), y)

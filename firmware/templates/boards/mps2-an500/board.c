@@ -5,9 +5,10 @@
 #include <stdint.h>
 
 #include "board.h"
+#include "board_config.h" /* generated from the board database */
 #include "cm7_device.h"
 
-#define CORE_HZ 25000000u
+#define CORE_HZ BOARD_CORE_HZ /* CMSDK UART0 runs from the core clock */
 
 typedef struct {
   volatile uint32_t DATA;     /* 0x00 */
@@ -18,8 +19,8 @@ typedef struct {
 } CmsdkUart;
 #define UART0 ((CmsdkUart*)0x40004000u)
 
-const char board_timer_name[] = "systick-icount";
-const char board_name[] = "mps2-an500";
+const char board_timer_name[] = BOARD_TIMER_NAME;
+const char board_name[] = BOARD_NAME;
 
 static volatile uint32_t g_wraps;
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "board.h"
+#include "board_config.h" /* generated from the board database */
 #include "cm7_device.h"
 
 #define REG(addr) (*(volatile uint32_t*)(addr))
@@ -73,11 +74,11 @@
 
 #define HSE_HZ 25000000u
 #define HSI_HZ 16000000u
-#define CORE_HZ 216000000u
-#define APB2_HZ (CORE_HZ / 2u)
+#define CORE_HZ BOARD_CORE_HZ           /* = the PLL setting below (board database) */
+#define APB2_HZ BOARD_UART_CLOCK_HZ     /* USART1 clock = APB2 = SYSCLK / 2 */
 
-const char board_timer_name[] = "dwt";
-const char board_name[] = "stm32f746g-disco";
+const char board_timer_name[] = BOARD_TIMER_NAME;
+const char board_name[] = BOARD_NAME;
 
 static void clock_init(void) {
   RCC_APB1ENR |= 1u << 28; /* PWREN */

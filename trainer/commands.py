@@ -94,7 +94,7 @@ def register(sub) -> None:
                        description="List the zoo's models with parameters and MACs, counted at "
                        "their default resolution, 3 input channels, 1000 classes, BN folded.")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-    p.set_defaults(func=cmd_zoo)
+    p.set_defaults(func=cmd_zoo, extra="train")
 
     p = sub.add_parser("train", help="train a zoo model (baseline, NetAug, KD; DDP via torchrun)",
                        description="Train a zoo model on Fashion-MNIST or an ImageFolder "
@@ -104,7 +104,7 @@ def register(sub) -> None:
                        "for `netaug-mcu convert`.",
                        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_args(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, extra="train")
 
 
 def cmd_zoo(args) -> int:

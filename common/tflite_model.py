@@ -1,9 +1,11 @@
-"""Validated .tflite flatbuffer reader (PyPI `tflite` package + numpy only; no TensorFlow).
+"""The one .tflite reader of netaug-mcu (PyPI `tflite` flatbuffer package + numpy; no TensorFlow).
 
-`load(path_or_bytes)` returns a `TFLiteModel` with plain-Python tensors and operators, or
-raises `TFLiteError` (exit_code 2) with a one-line message for anything that is not a
-well-formed TFLite model: truncated or random bytes, another file format, offsets or vector
-lengths that point outside the file, unknown types.
+`load(path_or_bytes)` returns a `TFLiteModel` with plain-Python tensors (shape, type, quantization,
+constant data size) and operators (inputs, outputs, builtin options, MACs), or raises `TFLiteError`
+(exit_code 2) with a one-line message for anything that is not a well-formed TFLite model:
+truncated or random bytes, another file format, offsets or vector lengths that point outside the
+file, unknown types. The analyzer, the converter's report, the firmware generator and the HIL host
+all read models through it.
 
 The flatbuffers runtime reads at whatever offsets the file contains, so garbage can raise
 any exception type (struct.error, IndexError, OverflowError, UnicodeDecodeError, ...) or
@@ -13,12 +15,15 @@ every access runs inside a guard that turns a failure into `TFLiteError`.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from collections import Counter
 from pathlib import Path
 
-class TFLiteError(Exception):
+from .errors import UserError
+
+
+class TFLiteError(UserError):
     """Invalid or unsupported .tflite input (one-line message, exit code 2)."""
-    exit_code = 2
 
 
 # TensorType -> (name, bytes per element); 0 bytes = packed / not a fixed size.
@@ -58,13 +63,28 @@ class Tensor:
     has_data: bool          # constant (weights) stored in the flatbuffer
     data_bytes: int         # length of that data
     is_variable: bool
-    scales: int             # number of quantization scales (channels), 0 if not quantized
-    zero_points: int
+    scale: list[float]      # quantization scales (one per channel when per-channel), [] if none
+    zero_point: list[int]
     quantized_dimension: int
+    dtype: str = ""         # type name (int8, int32, float32, ...)
+
+    def __post_init__(self):
+        if not self.dtype:
+            self.dtype = TENSOR_TYPES.get(self.type, (f"type{self.type}", 0))[0]
 
     @property
-    def dtype(self) -> str:
-        return TENSOR_TYPES.get(self.type, (f"type{self.type}", 0))[0]
+    def scales(self) -> int:
+        """Number of quantization scales (channels), 0 if not quantized."""
+        return len(self.scale)
+
+    @property
+    def zero_points(self) -> int:
+        return len(self.zero_point)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its constant buffer (0 for activations)."""
+        return self.data_bytes
 
     @property
     def elements(self) -> int:
@@ -92,6 +112,19 @@ class Operator:
     intermediates: list[int]
     options: dict = field(default_factory=dict)
     has_custom_options: bool = False
+    macs: int = 0           # multiply-accumulates of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / TRANSPOSE_CONV
+    origin: str = ""        # the ONNX node / torch module it came from, when the converter knows it
+
+
+@dataclass
+class IOTensor:
+    """A graph input/output: what a host needs to quantize inputs and read outputs."""
+    name: str
+    shape: list[int]
+    dtype: str
+    scale: float | None
+    zero_point: int | None
+    nbytes: int
 
 
 @dataclass
@@ -111,6 +144,35 @@ class TFLiteModel:
     @property
     def file_bytes(self) -> int:
         return len(self.data)
+
+    @property
+    def ops(self) -> list[Operator]:
+        return self.operators
+
+    @property
+    def op_histogram(self) -> dict[str, int]:
+        return dict(sorted(Counter(op.name for op in self.operators).items()))
+
+    @property
+    def macs(self) -> int:
+        return sum(op.macs for op in self.operators)
+
+    @property
+    def tensor_data_bytes(self) -> int:
+        """Sum of the constant data of every tensor (a shared buffer counts once per tensor)."""
+        return sum(t.data_bytes for t in self.tensors)
+
+    def io_tensor(self, which: str, k: int = 0) -> "IOTensor":
+        """Input or output `k` as the host sees it on the wire."""
+        t = self.tensors[(self.inputs if which == "input" else self.outputs)[k]]
+        return IOTensor(t.name, list(t.shape), t.dtype, t.scale[0] if t.scale else None,
+                        t.zero_point[0] if t.zero_point else None, t.bytes)
+
+    def io(self, which: str, k: int = 0) -> dict:
+        """Name, shape, dtype and (first) scale/zero point of input or output `k`."""
+        d = asdict(self.io_tensor(which, k))
+        d.pop("nbytes")
+        return d
 
     def producers(self) -> dict[int, int]:
         prod = {}
@@ -217,16 +279,20 @@ def _parse(buf: bytes) -> TFLiteModel:
             raise TFLiteError(f"corrupt TFLite flatbuffer: tensor {i} refers to buffer {bidx} of {n_buf}")
         nbytes = buf_bytes(bidx) if 0 <= bidx < n_buf else 0
         q = t.Quantization()
-        scales = zps = qd = 0
+        scales: list[float] = []
+        zps: list[int] = []
+        qd = 0
         if q is not None:
-            scales = ck.vec(q.ScaleLength(), 4, "quantization scale")
-            zps = ck.vec(q.ZeroPointLength(), 8, "quantization zero_point")
+            if ck.vec(q.ScaleLength(), 4, "quantization scale"):
+                scales = [float(v) for v in q.ScaleAsNumpy()]
+            if ck.vec(q.ZeroPointLength(), 8, "quantization zero_point"):
+                zps = [int(v) for v in q.ZeroPointAsNumpy()]
             qd = int(q.QuantizedDimension())
         name = t.Name()
         tensors.append(Tensor(
             index=i, name=name.decode("utf-8", "replace") if name else f"t{i}", shape=shape, shape_signature=sig,
             type=int(t.Type()), buffer=bidx, has_data=nbytes > 0, data_bytes=nbytes,
-            is_variable=bool(t.IsVariable()), scales=scales, zero_points=zps, quantized_dimension=qd))
+            is_variable=bool(t.IsVariable()), scale=scales, zero_point=zps, quantized_dimension=qd))
 
     def idx_list(getlen, get, what):
         out = []
@@ -249,10 +315,13 @@ def _parse(buf: bytes) -> TFLiteModel:
         ins = idx_list(op.InputsLength, op.Inputs, f"operator {i} inputs")
         outs = idx_list(op.OutputsLength, op.Outputs, f"operator {i} outputs")
         inter = idx_list(op.IntermediatesLength, op.Intermediates, f"operator {i} intermediates")
-        ops.append(Operator(index=i, opcode_index=oi, code=code,
-                            name=custom if code == 32 and custom else op_name(code),
-                            inputs=ins, outputs=outs, intermediates=inter, options=_read_options(op, code),
-                            has_custom_options=not op.CustomOptionsIsNone()))
+        name = op_name(code)
+        if code == 32:
+            name = "CUSTOM:" + (custom or "?")
+        ops.append(Operator(index=i, opcode_index=oi, code=code, name=name, inputs=ins, outputs=outs,
+                            intermediates=inter, options=_read_options(op, code),
+                            has_custom_options=not op.CustomOptionsIsNone(),
+                            macs=_macs(name, ins, outs, tensors)))
     metadata: dict[str, bytes] = {}
     for i in range(ck.vec(m.MetadataLength(), 4, "metadata")):
         md = m.Metadata(i)
@@ -267,6 +336,32 @@ def _parse(buf: bytes) -> TFLiteModel:
     return TFLiteModel(data=buf, version=int(version), description=desc.decode("utf-8", "replace") if desc else "",
                        n_subgraphs=n_sub, tensors=tensors, operators=ops, inputs=inputs, outputs=outputs,
                        opcodes=opcodes, metadata=metadata, weight_bytes=weight_bytes)
+
+
+def _macs(name: str, ins: list[int], outs: list[int], tensors: list[Tensor]) -> int:
+    try:
+        out = tensors[outs[0]].shape
+        n_out = 1
+        for d in out:
+            n_out *= int(d)
+        if name == "CONV_2D":
+            w = tensors[ins[1]].shape  # [O, kh, kw, I]
+            return n_out * w[1] * w[2] * w[3]
+        if name == "DEPTHWISE_CONV_2D":
+            w = tensors[ins[1]].shape  # [1, kh, kw, C*M]
+            return n_out * w[1] * w[2]
+        if name == "FULLY_CONNECTED":
+            w = tensors[ins[1]].shape  # [O, I]
+            return n_out // max(w[0], 1) * w[0] * w[1]
+        if name == "TRANSPOSE_CONV":
+            w, x = tensors[ins[1]].shape, tensors[ins[2]].shape
+            n_in = 1
+            for d in x:
+                n_in *= int(d)
+            return n_in * w[0] * w[1] * w[2]
+    except (IndexError, ValueError):
+        return 0
+    return 0
 
 
 def load(src) -> TFLiteModel:

@@ -15,9 +15,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .common.errors import UserError
 
-class DemoError(Exception):
-    exit_code = 2
+
+class DemoError(UserError):
+    pass
 
 
 @dataclass
@@ -88,11 +90,9 @@ def firmware_ready() -> tuple[bool, str]:
     for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
         if shutil.which(tool) is None:
             return False, f"{tool} not installed"
-    try:
-        from firmware import deps
-    except ImportError as exc:  # pragma: no cover - firmware stage missing
-        return False, f"firmware stage unavailable ({exc})"
-    tree, why = deps.find_tree()
+    from .firmware import tflm_build
+
+    tree, why = tflm_build.find_tree()
     return (tree is not None), why
 
 
@@ -149,7 +149,7 @@ def run_demo(args) -> int:
             shutil.rmtree(d, ignore_errors=True)
         return str(d), (["--resume"] if (d / "journal.jsonl").exists() else [])
 
-    from hil_tests.targets import start_qemu, start_virtual_board
+    from .hil.targets import start_qemu, start_virtual_board
 
     url, stop = start_virtual_board(str(tflite), process=True)
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-BOARD_CHOICES = ("stm32f746g-disco", "mps2-an500")
+from ..common import boards
 
 
 def register(sub) -> None:
@@ -19,7 +19,7 @@ def register(sub) -> None:
         "an op TFLM cannot run, or a missing tool.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("model", help="int8 .tflite model")
-    p.add_argument("--board", choices=BOARD_CHOICES, default="stm32f746g-disco",
+    p.add_argument("--board", choices=boards.firmware_boards(), default="stm32f746g-disco",
                    help="target board (mps2-an500 = QEMU's Cortex-M7 machine)")
     p.add_argument("--out", default="build/fw", help="output project directory")
     p.add_argument("--build", action="store_true", help="also compile it (fw.elf, fw.bin)")
@@ -48,7 +48,7 @@ def register(sub) -> None:
 def _cmd_firmware(args) -> int:
     from rich.console import Console
 
-    from . import deps, generate
+    from . import build, generate, tflm_build
     from .errors import FirmwareError
 
     console = Console(stderr=True)
@@ -60,18 +60,18 @@ def _cmd_firmware(args) -> int:
         raise FirmwareError("--jobs must be >= 1")
     tree = None
     if args.fetch_deps:
-        tree = deps.require_tree(fetch=True, log=log)
+        tree = tflm_build.require_tree(fetch=True, log=log)
     proj = generate.generate(args.model, board=args.board, out=args.out, baud=args.baud,
                              arena_bytes=args.arena_bytes, recording=args.recording, name=args.name,
                              tree=tree, log=log)
     if args.build:
         if tree is None:
-            tree = deps.require_tree(fetch=False, log=log)
+            tree = tflm_build.require_tree(fetch=False, log=log)
         with console.status("compiling"):
-            res = generate.build(proj.out, jobs=args.jobs, log=log, tree=tree)
-        b = generate.BOARDS[args.board]
+            res = build.build(proj.out, jobs=args.jobs, log=log, tree=tree)
+        b = boards.get(args.board)
         log(f"flash {res.flash} / {b.flash_bytes} B ({100 * res.flash / b.flash_bytes:.1f} %), "
-            f"RAM {res.ram} / {b.ram_bytes} B ({100 * res.ram / b.ram_bytes:.1f} %)")
+            f"RAM {res.ram} / {b.sram_bytes} B ({100 * res.ram / b.sram_bytes:.1f} %)")
         print(res.elf)
     else:
         print(proj.out)

@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..common.errors import UserError
 
-class CliError(Exception):
-    exit_code = 2
+
+class CliError(UserError):
+    pass
 
 
 def _floats(text: str) -> list[float]:
@@ -63,7 +65,7 @@ def register(sub) -> None:
                     help="fault injection for tests, e.g. silent-after=N, reset-after=N, reset-every=N, "
                          "garbage-every=N, garbage-lines-every=N, corrupt-bload-every=N, vanish-after=N, "
                          "wrong-name, seed=S (repeatable or comma-separated)")
-    vb.set_defaults(func=_virtual_board)
+    vb.set_defaults(func=_virtual_board, extra="hil")
 
     hil = sub.add_parser("hil", help="hardware-in-the-loop: on-device accuracy, latency, report",
                          description="Measure a model on a board, on QEMU or on the virtual board over the "
@@ -84,7 +86,7 @@ def register(sub) -> None:
     acc.add_argument("--hex", action="store_true", help="force MLPerf `db` hex loading even if bload is offered")
     acc.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_pre(acc)
-    acc.set_defaults(func=_accuracy)
+    acc.set_defaults(func=_accuracy, extra="hil")
 
     lat = hs.add_parser("latency", help="per-inference latency from the device's own timer",
                         description="Per-inference time from the device timestamps (m-infer-cycles / clock_hz from "
@@ -96,7 +98,7 @@ def register(sub) -> None:
     lat.add_argument("--warmup", type=int, default=3, help="warm-up invokes first (default 3)")
     lat.add_argument("--out", metavar="DIR", help="also write DIR/latency.json")
     lat.add_argument("--model-json", metavar="F", help=argparse.SUPPRESS)
-    lat.set_defaults(func=_latency)
+    lat.set_defaults(func=_latency, extra="hil")
 
     rep = hs.add_parser("report", help="markdown + JSON report from the accuracy/latency results in DIR",
                         description="Float vs int8 vs on-device accuracy, bit-exact rate, latency, arena, board info "
@@ -108,7 +110,7 @@ def register(sub) -> None:
 
     info = hs.add_parser("info", help="identify the device on a port (name, profile, info%%)")
     _add_conn(info)
-    info.set_defaults(func=_info)
+    info.set_defaults(func=_info, extra="hil")
 
 
 def _virtual_board(args) -> int:

@@ -1,26 +1,24 @@
-"""`netaug-mcu`: the one console command. Subcommands live in each stage's `cli` module.
+"""`netaug-mcu`: the one console command. Each stage's `commands` module registers its subcommands.
 
-Each stage package (trainer, converter, firmware, hil_tests) has a `cli.py` with
-`register(subparsers)`; it adds its subcommands and sets `func` on each parser.
-Those modules import only light things at top level so that `netaug-mcu --help`
-and the HIL commands work on a host without torch or tensorflow.
+`register(subparsers)` in netaug_mcu.{trainer,converter,firmware,hil}.commands adds the stage's
+subcommands and sets `func` (the handler) and `extra` (the package extra the handler needs) on each
+parser. Those modules import only light things at top level so that `netaug-mcu --help` and the
+HIL commands work on a host without torch or TensorFlow; the extra is checked here, once, before
+the handler runs, with a one-line message naming it.
 
-Errors: any exception carrying an integer `exit_code` attribute is a user error:
-it is printed as one line and the process exits with that code. Anything else is
-an internal error: one line plus a hint (set NETAUG_MCU_DEBUG=1 for the traceback).
+Errors: a `netaug_mcu.common.errors.UserError` is printed as one line and the process exits with
+its `exit_code`; anything else is an internal error: one line plus a hint (NETAUG_MCU_DEBUG=1 for
+the traceback), exit 3.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 
-__version__ = "0.1.0"
-
-# Order = order in --help. A stage whose optional dependencies are missing still
-# registers its commands (cli modules import no heavy packages at top level).
-STAGES = ("trainer.cli", "converter.cli", "firmware.cli", "hil_tests.cli")
+from . import __version__
+from .common import extras
+from .common.errors import UserError
 
 PIPELINE = """\
 pipeline:  train (NetAug) -> convert (int8 TFLite) -> analyze/check (arena, flash)
@@ -30,6 +28,11 @@ pipeline:  train (NetAug) -> convert (int8 TFLite) -> analyze/check (arena, flas
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .converter import commands as converter_commands
+    from .firmware import commands as firmware_commands
+    from .hil import commands as hil_commands
+    from .trainer import commands as trainer_commands
+
     parser = argparse.ArgumentParser(
         prog="netaug-mcu",
         description="Train tiny CNNs with Network Augmentation and deploy them to microcontrollers "
@@ -40,14 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"netaug-mcu {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in STAGES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # stage not present in this checkout
-            if exc.name and name.startswith(exc.name.split(".")[0]):
-                continue
-            raise
-        mod.register(sub)
+    for stage in (trainer_commands, converter_commands, firmware_commands, hil_commands):
+        stage.register(sub)
     _register_demo(sub)
     return parser
 
@@ -74,11 +71,11 @@ def _register_demo(sub) -> None:
     p.add_argument("--no-netaug", action="store_true", help="train the baseline instead")
     p.add_argument("--no-qemu", action="store_true", help="skip the firmware build and QEMU run")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo (training checkpoint, HIL journals)")
-    p.set_defaults(func=_cmd_demo)
+    p.set_defaults(func=_cmd_demo, extra="all")
 
 
 def _cmd_demo(args) -> int:
-    from demo_pipeline import run_demo  # heavy imports stay out of --help
+    from .demo import run_demo  # heavy imports stay out of --help
 
     return run_demo(args)
 
@@ -91,22 +88,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     debug = os.environ.get("NETAUG_MCU_DEBUG") == "1"
     try:
+        if getattr(args, "extra", None):
+            extras.require(args.extra, "this command")
         rc = args.func(args)
         return int(rc or 0)
     except KeyboardInterrupt:
         print(f"netaug-mcu {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-        code = getattr(exc, "exit_code", None)
+    except UserError as exc:
         if debug:
             raise
-        if isinstance(code, int):
-            print(f"netaug-mcu {args.command}: error: {exc}", file=sys.stderr)
-            return code
-        if isinstance(exc, ModuleNotFoundError):
-            print(f"netaug-mcu {args.command}: error: missing dependency '{exc.name}' "
-                  f"(install with `pip install -e .[all]` or `make install`)", file=sys.stderr)
-            return 2
+        print(f"netaug-mcu {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        if debug:
+            raise
         print(f"netaug-mcu {args.command}: internal error: {type(exc).__name__}: {exc} "
               f"(set NETAUG_MCU_DEBUG=1 for the traceback)", file=sys.stderr)
         return 3

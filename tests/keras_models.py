@@ -17,7 +17,9 @@ from typing import Callable
 
 import numpy as np
 
-CACHE_DIR = Path(os.environ.get("NETAUG_MCU_CACHE", Path.home() / ".cache" / "netaug-mcu")) / "test-models"
+from netaug_mcu.common.paths import cache_root
+
+CACHE_DIR = cache_root() / "test-models"
 GENERATOR_VERSION = "1"
 
 
@@ -290,6 +292,6 @@ def all_model_paths(cache_dir: Path | None = None) -> dict[str, Path]:
     return {name: model_path(name, cache_dir) for name in BUILDERS}
 
 
-if __name__ == "__main__":  # python -m converter.analyzer_models: build (or show) the cached models
+if __name__ == "__main__":  # python tests/keras_models.py: build (or show) the cached models
     for n, p in all_model_paths().items():
         print(f"{n:28s} {p.stat().st_size:8d} {p}")

@@ -1,0 +1,151 @@
+"""The budget gate: does an analyzed model fit a board's SRAM and flash? (`check`, `fit`, `firmware`)
+
+`budget(board, sram, flash, reserve)` builds the budget from the board database
+(netaug_mcu.common.boards) with optional overrides; `check(analysis, budget)` compares the exact
+TFLM figures of one `Analysis` with it and returns a `BudgetResult` whose `to_json()` is the
+documented `check --json` document.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..common import boards
+from ..common.errors import UserError
+from .analyzer import Analysis, AnalyzerError
+
+
+@dataclass
+class Budget:
+    board: str
+    sram_bytes: int      # RAM available to the arena region (largest contiguous RAM)
+    flash_bytes: int
+    reserve_bytes: int   # stack + heap + firmware .data/.bss
+    target: str
+    clock_mhz: int | None = None
+
+    @property
+    def arena_budget(self) -> int:
+        return max(self.sram_bytes - self.reserve_bytes, 0)
+
+
+def parse_size(text: str) -> int:
+    """'320K', '1M', '327680', '0x50000' -> bytes."""
+    s = str(text).strip().upper().replace("B", "").replace("I", "")
+    mult = 1
+    if s.endswith("K"):
+        mult, s = 1024, s[:-1]
+    elif s.endswith("M"):
+        mult, s = 1024 * 1024, s[:-1]
+    try:
+        v = int(s, 0) if s.lower().startswith("0x") else float(s)
+    except ValueError:
+        raise AnalyzerError(f"bad size '{text}' (use bytes or K/M suffixes, e.g. 320K)") from None
+    if v < 0:
+        raise AnalyzerError(f"bad size '{text}': negative")
+    return int(v * mult)
+
+
+def budget(board: str | None, sram: str | None = None, flash: str | None = None,
+           reserve: str | None = None) -> Budget:
+    if board:
+        b = boards.get(board)
+        sram_b, flash_b, target, clock, res = b.sram_bytes, b.flash_bytes, b.target, b.clock_mhz, b.reserve_bytes
+    else:
+        if not sram or not flash:
+            raise AnalyzerError("give --board or both --sram and --flash")
+        sram_b, flash_b, target, clock, res = 0, 0, "cortex-m7", None, boards.default_reserve()
+    if sram:
+        sram_b = parse_size(sram)
+    if flash:
+        flash_b = parse_size(flash)
+    if reserve is not None:
+        res = parse_size(reserve)
+    return Budget(board or "custom", sram_b, flash_b, res, target, clock)
+
+
+@dataclass
+class BudgetResult:
+    model: str
+    board: str
+    target: str
+    fits: bool
+    arena_bytes: int
+    min_arena_bytes: int
+    head_bytes: int
+    tail_bytes: int
+    flash_bytes: int
+    peak_op: str
+    sram_bytes: int
+    reserve_bytes: int
+    arena_budget: int
+    flash_budget: int
+    ram_over_bytes: int
+    flash_over_bytes: int
+    ram_margin_bytes: int
+    flash_margin_bytes: int
+    suggestions: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def refusal(self) -> str:
+        """Why the model does not fit, in one line (for `firmware`)."""
+        parts = []
+        if self.ram_over_bytes:
+            parts.append(f"arena {self.min_arena_bytes} B > {self.arena_budget} B (SRAM {self.sram_bytes} - "
+                         f"reserve {self.reserve_bytes}), {self.ram_over_bytes} B over")
+        if self.flash_over_bytes:
+            parts.append(f"flash {self.flash_bytes} B > {self.flash_budget} B, {self.flash_over_bytes} B over")
+        hint = f"; {self.suggestions[0]}" if self.suggestions else ""
+        return f"{'; '.join(parts)} (peak op {self.peak_op}){hint}"
+
+
+def _suggestions(a: Analysis, bud: Budget, ram_over: int, flash_over: int, model_bytes: bytes | None) -> list[str]:
+    helps: list[str] = []
+    peak = a.ops[a.peak_op_index]
+    if ram_over > 0:
+        share = a.head_bytes / max(a.arena_bytes, 1)
+        if share > 0.5:
+            room = bud.arena_budget - a.tail_bytes
+            scale = room / max(a.head_bytes, 1) if room > 0 else 0
+            helps.append(f"activations dominate ({a.head_bytes:,} B head): shrink the tensors live at op {a.peak_op} "
+                         f"(output {'x'.join(map(str, peak.output_shape))}); head scales with resolution^2, so about "
+                         f"{max(scale, 0) ** 0.5:.2f}x the input resolution would fit")
+            saving = _reorder_saving(model_bytes, a.target) if model_bytes is not None else 0
+            if saving > 0:
+                helps.append(f"`netaug-mcu optimize` (operator reordering) saves {saving:,} B on this model")
+            else:
+                helps.append("operator reordering does not help this graph; avoid standalone PAD/TRANSPOSE ops "
+                             "before the largest layers (onnx2tf inserts them for symmetric-padding stride-2 convs)")
+        else:
+            helps.append(f"the persistent tail ({a.tail_bytes:,} B) dominates: fewer layers/channels "
+                         "(per-channel quantization costs 8 B per output channel)")
+        helps.append(f"or a board with more SRAM, or a smaller --reserve (now {bud.reserve_bytes:,} B)")
+    if flash_over > 0:
+        helps.append(f"flash: the model is {a.model_bytes:,} B ({a.weight_bytes:,} B weights): fewer/narrower layers "
+                     "or a board with more flash")
+    return helps
+
+
+def _reorder_saving(model_bytes: bytes, target: str) -> int:
+    from . import reorder
+    try:
+        _, rep = reorder.optimize_bytes(model_bytes, target)
+    except UserError:  # a suggestion only: no saving when the search cannot run
+        return 0
+    return rep["arena_before"] - rep["arena_after"]
+
+
+def check(a: Analysis, bud: Budget, model: str = "model", model_bytes: bytes | None = None) -> BudgetResult:
+    """The gate's verdict for one analysis (`model_bytes` enables the reordering suggestion)."""
+    need = a.min_arena_bytes
+    ram_over = need - bud.arena_budget
+    flash_over = a.flash_bytes - bud.flash_bytes
+    return BudgetResult(
+        model=str(model), board=bud.board, target=a.target, fits=ram_over <= 0 and flash_over <= 0,
+        arena_bytes=a.arena_bytes, min_arena_bytes=need, head_bytes=a.head_bytes, tail_bytes=a.tail_bytes,
+        flash_bytes=a.flash_bytes, peak_op=a.peak_op, sram_bytes=bud.sram_bytes, reserve_bytes=bud.reserve_bytes,
+        arena_budget=bud.arena_budget, flash_budget=bud.flash_bytes, ram_over_bytes=max(ram_over, 0),
+        flash_over_bytes=max(flash_over, 0), ram_margin_bytes=-ram_over, flash_margin_bytes=-flash_over,
+        suggestions=_suggestions(a, bud, ram_over, flash_over, model_bytes), notes=list(a.notes))

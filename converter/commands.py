@@ -1,0 +1,265 @@
+"""Converter-stage subcommands: `convert`, `evaluate` (conversion) and `analyze`, `check`, `optimize`, `fit`
+(memory). Only stdlib at import time; each handler imports what it needs."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..common.fsio import atomic_write
+
+TARGET_HELP = ("memory model: 'cortex-m7' = 32-bit TFLM + CMSIS-NN (DSP, GCC) with the plain MicroInterpreter "
+               "(firmware); 'host' = the x86-64 tflite-micro Python wheel (reference kernels, recording allocator)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="PyTorch model.pt (or a zoo model) -> full-int8 TFLite + model.json accuracy report",
+        description="Convert a trained checkpoint to an int8 TFLite model for TFLM (PyTorch -> ONNX -> "
+        "onnx2tf -> full-integer quantization with int8 input/output, per-channel int8 weights), offline. "
+        "Writes OUT and OUT's .json report (input/output quantization, op histogram, weight/file bytes, "
+        "MACs, float/int8/TFLM top-1, agreement). With --zoo, converts a random-weight zoo model "
+        "(random-normal calibration, no accuracy) for memory studies.",
+        epilog="examples:\n  netaug-mcu convert runs/demo/model.pt --out build/model.tflite\n"
+        "  netaug-mcu convert --zoo mcunet-in1 --resolution 96 --channels 3 --classes 10 --out build/in1.tflite",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", nargs="?", help="model.pt written by `netaug-mcu train`")
+    p.add_argument("--out", "-o", required=True, help="output .tflite path (the report goes next to it, .json)")
+    p.add_argument("--zoo", metavar="NAME", help="convert a random-weight zoo model instead of a checkpoint")
+    p.add_argument("--resolution", type=int, help="--zoo: input resolution (default: the model's own)")
+    p.add_argument("--channels", type=int, default=3, help="--zoo: input channels (default 3)")
+    p.add_argument("--classes", type=int, default=10, help="--zoo: number of classes (default 10)")
+    p.add_argument("--calib-samples", type=int, default=None,
+                   help="calibration images from the training split (default 300; --zoo: 32 random inputs)")
+    p.add_argument("--calib-data", metavar="NPY",
+                   help="use this NHWC float32 .npy (already normalised) for calibration instead")
+    p.add_argument("--eval-samples", type=int, default=None,
+                   help="test images for the float/int8/TFLM comparison (default 1000, 0 = skip; "
+                   "--zoo: random inputs, default 10)")
+    p.add_argument("--dataset", help="dataset for calibration/evaluation (default: the checkpoint's; "
+                   "fashion-mnist or an ImageFolder path)")
+    p.add_argument("--no-cache", action="store_true", help="--zoo: ignore the conversion cache")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    p.set_defaults(func=_convert, extra="convert")
+
+    e = sub.add_parser(
+        "evaluate",
+        help="evaluate any int8 .tflite with tf.lite and the TFLM host interpreter",
+        description="Top-1 of an int8 TFLite model with tf.lite (LiteRT) and TFLM on the host, their agreement "
+        "and max logit difference, and whether TFLM is bit-exact with tf.lite's reference kernels. Inputs are "
+        "prepared with netaug_mcu.common.preprocess (the same code the HIL host uses).")
+    e.add_argument("model", help=".tflite file")
+    e.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default) or an ImageFolder path")
+    e.add_argument("--eval-samples", type=int, default=1000, help="number of test images (default 1000, 0 = all)")
+    e.add_argument("--preprocess", metavar="JSON",
+                   help="model.json whose 'preprocess' to use (default: MODEL's .json if present, else "
+                   "resize to the input size, pixels in [0,1])")
+    e.add_argument("--out", help="also write the report to this .json file")
+    e.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    e.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    e.set_defaults(func=_evaluate, extra="convert")
+
+    p = sub.add_parser(
+        "analyze", help="exact TFLM arena (head+tail), flash estimate and per-op memory of a .tflite",
+        description="Simulate TFLM's AllocateTensors() for an int8 .tflite: greedy-planned activations and kernel "
+                    "scratch (head), persistent structs (tail), plus a flash estimate. arena_bytes equals "
+                    "MicroInterpreter::arena_used_bytes() for a 16-byte aligned arena.")
+    p.add_argument("model", help=".tflite file")
+    p.add_argument("--target", default="cortex-m7", choices=["cortex-m7", "host"], help=TARGET_HELP)
+    p.add_argument("--json", action="store_true", help="print JSON (arena_bytes, head_bytes, tail_bytes, "
+                                                       "flash_bytes, peak_op, ops) instead of the table")
+    p.add_argument("--plot", metavar="PNG", help="write per-op memory as stacked bars with the budget line")
+    p.add_argument("--board", default="stm32f746g-disco", help="board whose SRAM budget the plot shows "
+                                                              "(default stm32f746g-disco)")
+    p.add_argument("--reserve", help="RAM kept for stack/heap/firmware (default 16K+4K+8K)")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser(
+        "check", help="CI gate: does the model fit a board's SRAM and flash? exit 0 fits, 1 over, 2 invalid",
+        description="Check a .tflite against a board budget: arena (exact TFLM model) + reserve <= SRAM and "
+                    "model + code <= flash. Exit 0 = fits, 1 = over budget (by how much, the peak op, what "
+                    "would help), 2 = invalid input.")
+    p.add_argument("model", nargs="+", help=".tflite file(s) (several: e.g. from a pre-commit hook)")
+    p.add_argument("--board", default=None, help="board profile (default stm32f746g-disco unless --sram/--flash "
+                                                  "are both given); see --list-boards")
+    p.add_argument("--sram", help="override SRAM available to the arena region, e.g. 320K")
+    p.add_argument("--flash", help="override flash size, e.g. 1M")
+    p.add_argument("--reserve", help="RAM kept for stack, heap and firmware .data/.bss (default 28K = 16K stack "
+                                     "+ 4K heap + 8K firmware)")
+    p.add_argument("--target", default=None, choices=["cortex-m7", "host"], help="memory model (default: the "
+                                                                                  "board's)")
+    p.add_argument("--json", dest="json_out", metavar="F", help="write the result as JSON to F ('-' = stdout)")
+    p.add_argument("--junit", metavar="F", help="write a JUnit XML report to F (for CI test reporting)")
+    p.add_argument("--list-boards", action="store_true", help="list board profiles and exit")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "optimize", help="reorder operators to minimise the TFLM arena (Liberis & Lane), verified",
+        description="Find the operator order with the smallest peak memory (exact search over topological "
+                    "orders, as in tflite-tools, extended to tensors with several consumers), pick the order "
+                    "whose exact TFLM arena is smallest, rewrite the flatbuffer, and verify that TFLM outputs "
+                    "are unchanged and the measured arena is not larger.")
+    p.add_argument("model", help=".tflite file")
+    p.add_argument("--out", required=True, help="output .tflite")
+    p.add_argument("--target", default="cortex-m7", choices=["cortex-m7", "host"], help=TARGET_HELP)
+    p.add_argument("--no-verify", action="store_true", help="skip running both models in the TFLM wheel")
+    p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser(
+        "fit", help="largest input resolution of a zoo model that fits a board (SRAM and flash)",
+        description="Convert a zoo model (random weights, int8, cached) at decreasing resolutions and report "
+                    "the largest multiple of --step that fits the board.")
+    p.add_argument("--zoo", required=True, help="zoo architecture name, e.g. mcunet-in1")
+    p.add_argument("--board", default="stm32f746g-disco", help="board profile")
+    p.add_argument("--sram"), p.add_argument("--flash"), p.add_argument("--reserve")
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--step", type=int, default=16, choices=[8, 16], help="resolution multiple (default 16)")
+    p.add_argument("--min-res", type=int, default=32)
+    p.add_argument("--max-res", type=int, default=256)
+    p.add_argument("--target", default=None, choices=["cortex-m7", "host"], help=TARGET_HELP)
+    p.add_argument("--json", dest="json_out", metavar="F", help="write the search table as JSON")
+    p.set_defaults(func=cmd_fit, extra="convert")
+
+
+def _emit(rep: dict, as_json: bool) -> None:
+    if as_json:
+        json.dump(rep, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        from .evaluate import print_report
+
+        print_report(rep)
+
+
+def _convert(args) -> int:
+    from .errors import ConvertError
+
+    if args.zoo and args.checkpoint:
+        raise ConvertError("give either a checkpoint or --zoo NAME, not both")
+    if not args.zoo and not args.checkpoint:
+        raise ConvertError("give a checkpoint (model.pt) or --zoo NAME")
+    for name in ("calib_samples", "eval_samples", "resolution", "channels", "classes"):
+        v = getattr(args, name)
+        if v is not None and v < 0:
+            raise ConvertError(f"--{name.replace('_', '-')} must be >= 0")
+    from . import convert as cv
+
+    if args.zoo:
+        if args.calib_data:
+            raise ConvertError("--calib-data applies to checkpoints only")
+        rep = cv.convert_zoo(args.zoo, args.resolution, args.channels, args.classes, args.out,
+                             calib_samples=args.calib_samples or 32,
+                             check_samples=10 if args.eval_samples is None else args.eval_samples,
+                             quiet=args.quiet, use_cache=not args.no_cache)
+        rep["title"] = f"{args.zoo} (random weights) -> {args.out}"
+    else:
+        rep = cv.convert_checkpoint(args.checkpoint, args.out,
+                                    calib_samples=300 if args.calib_samples is None else args.calib_samples,
+                                    eval_samples=1000 if args.eval_samples is None else args.eval_samples,
+                                    dataset=args.dataset, calib_data=args.calib_data, quiet=args.quiet)
+        rep["title"] = f"{args.checkpoint} -> {args.out}"
+    _emit(rep, args.json)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from . import convert as cv
+
+    rep = cv.evaluate_model(args.model, dataset=args.dataset, eval_samples=args.eval_samples,
+                            preprocess=args.preprocess, quiet=args.quiet)
+    if args.out:
+        atomic_write(args.out, json.dumps(rep, indent=2) + "\n")
+    rep["title"] = f"evaluate {args.model}"
+    _emit(rep, args.json)
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from ..common.extras import require
+    from . import analyzer, budget, memory_report
+    if args.plot:
+        require("plot", "analyze --plot")
+    a = analyzer.analyze(args.model, args.target, board=args.board)
+    bud = budget.budget(args.board, reserve=args.reserve) if args.board else None
+    if args.plot:
+        memory_report.plot_memory(a, args.plot, bud)
+    if args.json:
+        print(json.dumps(memory_report.summary_json(a), indent=1))
+    else:
+        memory_report.print_table(a, args.model, bud)
+        if args.plot:
+            print(f"plot: {args.plot}")
+    return 0
+
+
+def check_file(model_path: str, bud, target: str | None = None) -> dict:
+    """`check` of one .tflite: parse once, analyze once, the gate's verdict as the JSON document."""
+    from ..common.tflite_model import load
+    from . import analyzer, budget
+    model = load(model_path)
+    a = analyzer.analyze(model, target or bud.target, board=bud.board)
+    return budget.check(a, bud, model_path, model.data).to_json()
+
+
+def cmd_check(args) -> int:
+    from ..common import boards
+    from . import budget, memory_report
+    if args.list_boards:
+        for n in boards.names():
+            b = budget.budget(n)
+            print(f"{n:18s} SRAM {b.sram_bytes // 1024:5d} KiB  flash {b.flash_bytes // 1024:5d} KiB  "
+                  f"{b.clock_mhz} MHz  target {b.target}")
+        return 0
+    board = args.board
+    if board is None and not (args.sram and args.flash):
+        board = "stm32f746g-disco"
+    bud = budget.budget(board, args.sram, args.flash, args.reserve)
+    results = [check_file(m, bud, args.target) for m in args.model]
+    doc = results[0] if len(results) == 1 else results
+    if args.json_out == "-":
+        print(json.dumps(doc, indent=1))
+    elif args.json_out:
+        atomic_write(args.json_out, json.dumps(doc, indent=1) + "\n")
+    if args.junit:
+        memory_report.write_junit(results, args.junit)
+    if args.json_out != "-":
+        for res in results:
+            memory_report.print_check(res)
+    return 0 if all(r["fits"] for r in results) else 1
+
+
+def cmd_optimize(args) -> int:
+    from ..common.extras import require
+    from . import reorder
+    if not args.no_verify:
+        require("tflm", "optimize (verification in the TFLM wheel; --no-verify skips it)")
+    rep = reorder.optimize_file(args.model, args.out, target=args.target, verify=not args.no_verify)
+    print(f"{Path(args.model).name}: arena {rep['arena_before']:,} -> {rep['arena_after']:,} B "
+          f"({rep['arena_before'] - rep['arena_after']:,} B saved, target {args.target}); "
+          f"schedule peak {rep['peak_before']:,} -> {rep['peak_after']:,} B; order changed: {rep['changed']}")
+    if rep.get("verified"):
+        v = rep["verified"]
+        print(f"verified in the TFLM wheel: outputs identical on {v['inputs']} inputs; measured arena "
+              f"{v['measured_before']:,} -> {v['measured_after']:,} B")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_fit(args) -> int:
+    from . import fit
+    res = fit.fit_zoo(args.zoo, board=args.board, sram=args.sram, flash=args.flash, reserve=args.reserve,
+                      channels=args.channels, classes=args.classes, step=args.step, min_res=args.min_res,
+                      max_res=args.max_res, target=args.target)
+    if args.json_out:
+        atomic_write(args.json_out, json.dumps(res, indent=1) + "\n")
+    if res["best_resolution"] is None:
+        print(f"{args.zoo}: no resolution >= {args.min_res} fits {res['board']}", file=sys.stderr)
+        return 1
+    print(f"{args.zoo}: largest fitting resolution on {res['board']}: {res['best_resolution']} "
+          f"(arena {res['best']['min_arena_bytes']:,} B of {res['arena_budget']:,} B, flash "
+          f"{res['best']['flash_bytes']:,} B of {res['flash_budget']:,} B)")
+    return 0
