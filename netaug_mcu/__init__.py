@@ -10,9 +10,3 @@ Sub-packages (each a folder of the repository, installed under this namespace):
 """
 __version__ = "0.1.0"
 
-
-def main(argv: list[str] | None = None) -> int:
-    """The `netaug-mcu` console command (see netaug_mcu.cli)."""
-    from .cli import main as cli_main
-
-    return cli_main(argv)

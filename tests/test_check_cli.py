@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import netaug_mcu
+from netaug_mcu import cli as netaug_mcu_cli
 from netaug_mcu.converter import analyzer
 from keras_models import float_model_path, model_path
 from netaug_mcu.common.tflite_model import TFLiteError, load
@@ -23,7 +23,7 @@ def models():
 
 
 def run(argv, capsys):
-    rc = netaug_mcu.main(argv)
+    rc = netaug_mcu_cli.main(argv)
     out, err = capsys.readouterr()
     return rc, out, err
 

@@ -176,7 +176,7 @@ def test_refuses_unsupported_op(tmp_path):
 
 
 def _run_cli(argv) -> tuple[int, str]:
-    """Dispatch like netaug_mcu.main: user errors -> exit_code + one line."""
+    """Dispatch like netaug_mcu.cli.main: user errors -> exit_code + one line."""
     from netaug_mcu.firmware import commands as cli
     parser = argparse.ArgumentParser(prog="netaug-mcu")
     cli.register(parser.add_subparsers(dest="command"))

@@ -171,8 +171,8 @@ def test_hex_transfer_gives_identical_results(tmp_path, clean):
 
 # ---- bad input: one line on stderr, non-zero exit ------------------------------------------------
 def _cli(argv, capsys):
-    import netaug_mcu
-    rc = netaug_mcu.main(argv)
+    from netaug_mcu import cli as netaug_mcu_cli
+    rc = netaug_mcu_cli.main(argv)
     err = capsys.readouterr().err.strip()
     return rc, err
 
@@ -268,8 +268,8 @@ def test_cli_virtual_board_process_end_to_end(tmp_path):
 
 
 def test_cli_port_virtual_shards_over_two_in_process_boards(tmp_path, capsys, clean):
-    import netaug_mcu
-    rc = netaug_mcu.main(["hil", "accuracy", "--port", "virtual", "--port", "virtual", "--model", str(MODEL),
+    from netaug_mcu import cli as netaug_mcu_cli
+    rc = netaug_mcu_cli.main(["hil", "accuracy", "--port", "virtual", "--port", "virtual", "--model", str(MODEL),
                           "--limit", str(N), "--out", str(tmp_path), "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0 and f"bit-exact {N}/{N}" in out, out
