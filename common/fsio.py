@@ -14,6 +14,9 @@ from typing import Any, Callable, IO
 
 from .errors import UserError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def _why(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
@@ -32,6 +35,14 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     except OSError as exc:
         raise UserError(f"cannot write {what} {p}: {_why(exc)}") from None
     return p
+
+
+def _mode_for(dest: Path) -> int:
+    """The replaced file's permissions, else what open() would give a new file under the umask."""
+    try:
+        return dest.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_UMASK
 
 
 def _fsync_dir(d: Path) -> None:
@@ -61,6 +72,7 @@ def atomic_write_many_with(writers: dict[Path, Callable[[IO[bytes]], Any]]) -> l
             dest = Path(dest)
             fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
             tmps.append((tmp, dest))
+            os.fchmod(fd, _mode_for(dest))  # mkstemp makes 0600; keep the usual permissions
             with os.fdopen(fd, "wb") as fh:
                 writer(fh)
                 fh.flush()
