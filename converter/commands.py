@@ -9,8 +9,12 @@ from pathlib import Path
 
 from ..common.fsio import atomic_write
 
+# = converter.analyzer.facts.TARGETS (kept literal: this module imports only the stdlib)
+TARGET_CHOICES = ["cortex-m7", "cortex-m4", "cortex-m33", "cortex-m55", "host"]
 TARGET_HELP = ("memory model: 'cortex-m7' = 32-bit TFLM + CMSIS-NN (DSP, GCC) with the plain MicroInterpreter "
-               "(firmware); 'host' = the x86-64 tflite-micro Python wheel (reference kernels, recording allocator)")
+               "(firmware); 'cortex-m4', 'cortex-m33' = the same ABI and CMSIS-NN DSP path; 'cortex-m55' = "
+               "CMSIS-NN's MVE path (other scratch buffers); 'host' = the x86-64 tflite-micro Python wheel "
+               "(reference kernels, recording allocator)")
 
 
 def register(sub) -> None:
@@ -68,7 +72,7 @@ def register(sub) -> None:
                     "scratch (head), persistent structs (tail), plus a flash estimate. arena_bytes equals "
                     "MicroInterpreter::arena_used_bytes() for a 16-byte aligned arena.")
     p.add_argument("model", help=".tflite file")
-    p.add_argument("--target", default="cortex-m7", choices=["cortex-m7", "host"], help=TARGET_HELP)
+    p.add_argument("--target", default="cortex-m7", choices=TARGET_CHOICES, help=TARGET_HELP)
     p.add_argument("--json", action="store_true", help="print JSON (arena_bytes, head_bytes, tail_bytes, "
                                                        "flash_bytes, peak_op, ops) instead of the table")
     p.add_argument("--plot", metavar="PNG", help="write per-op memory as stacked bars with the budget line")
@@ -89,7 +93,7 @@ def register(sub) -> None:
     p.add_argument("--flash", help="override flash size, e.g. 1M")
     p.add_argument("--reserve", help="RAM kept for stack, heap and firmware .data/.bss (default 28K = 16K stack "
                                      "+ 4K heap + 8K firmware)")
-    p.add_argument("--target", default=None, choices=["cortex-m7", "host"], help="memory model (default: the "
+    p.add_argument("--target", default=None, choices=TARGET_CHOICES, help="memory model (default: the "
                                                                                   "board's)")
     p.add_argument("--json", dest="json_out", metavar="F", help="write the result as JSON to F ('-' = stdout)")
     p.add_argument("--junit", metavar="F", help="write a JUnit XML report to F (for CI test reporting)")
@@ -104,7 +108,7 @@ def register(sub) -> None:
                     "are unchanged and the measured arena is not larger.")
     p.add_argument("model", help=".tflite file")
     p.add_argument("--out", required=True, help="output .tflite")
-    p.add_argument("--target", default="cortex-m7", choices=["cortex-m7", "host"], help=TARGET_HELP)
+    p.add_argument("--target", default="cortex-m7", choices=TARGET_CHOICES, help=TARGET_HELP)
     p.add_argument("--no-verify", action="store_true", help="skip running both models in the TFLM wheel")
     p.set_defaults(func=cmd_optimize)
 
@@ -120,7 +124,7 @@ def register(sub) -> None:
     p.add_argument("--step", type=int, default=16, choices=[8, 16], help="resolution multiple (default 16)")
     p.add_argument("--min-res", type=int, default=32)
     p.add_argument("--max-res", type=int, default=256)
-    p.add_argument("--target", default=None, choices=["cortex-m7", "host"], help=TARGET_HELP)
+    p.add_argument("--target", default=None, choices=TARGET_CHOICES, help=TARGET_HELP)
     p.add_argument("--json", dest="json_out", metavar="F", help="write the search table as JSON")
     p.set_defaults(func=cmd_fit, extra="convert")
 

@@ -11,7 +11,7 @@ from ..errors import ConvertError
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 ALIGN = 16  # MicroArenaBufferAlignment()
-TARGETS = ("cortex-m7", "host")
+TARGETS = ("cortex-m7", "cortex-m4", "cortex-m33", "cortex-m55", "host")
 
 
 class AnalyzerError(ConvertError):
@@ -28,6 +28,9 @@ def target_facts(target: str) -> dict:
     if target not in doc["targets"]:
         raise AnalyzerError(f"unknown target '{target}' (choose from {', '.join(sorted(doc['targets']))})")
     facts = dict(doc["targets"][target])
+    base = facts.pop("inherits", None)   # same ABI as another target: its struct/op facts, these overrides
+    if base:
+        facts = {**{k: v for k, v in doc["targets"][base].items() if k != "calibration"}, **facts}
     facts["revisions"] = doc["revisions"]
     facts["no_op_data"] = doc.get("no_op_data", {}).get("ops", [])
     cal = facts.get("calibration") or {}
