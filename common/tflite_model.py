@@ -194,6 +194,13 @@ class _Checker:
         return length
 
 
+def _text(raw: bytes | None, default: str = "") -> str:
+    """A flatbuffer string as printable text: a corrupt file's names end up in one-line error messages."""
+    if not raw:
+        return default
+    return "".join(c if c.isprintable() else "?" for c in raw.decode("utf-8", "replace"))
+
+
 def _read_options(op, code: int) -> dict:
     """The builtin options the analyzer needs (strides, padding, filter sizes, ...)."""
     import tflite
@@ -250,7 +257,7 @@ def _parse(buf: bytes) -> TFLiteModel:
         oc = m.OperatorCodes(i)
         code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
         cc = oc.CustomCode()
-        opcodes.append((code, cc.decode("utf-8", "replace") if cc else ""))
+        opcodes.append((code, _text(cc)))
     n_buf = ck.vec(m.BuffersLength(), 4, "buffers")
     buffer_len: dict[int, int] = {}
 
@@ -290,7 +297,7 @@ def _parse(buf: bytes) -> TFLiteModel:
             qd = int(q.QuantizedDimension())
         name = t.Name()
         tensors.append(Tensor(
-            index=i, name=name.decode("utf-8", "replace") if name else f"t{i}", shape=shape, shape_signature=sig,
+            index=i, name=_text(name, f"t{i}"), shape=shape, shape_signature=sig,
             type=int(t.Type()), buffer=bidx, has_data=nbytes > 0, data_bytes=nbytes,
             is_variable=bool(t.IsVariable()), scale=scales, zero_point=zps, quantized_dimension=qd))
 
@@ -330,10 +337,10 @@ def _parse(buf: bytes) -> TFLiteModel:
         if nm and 0 <= bi < n_buf:
             b = m.Buffers(bi)
             n = ck.vec(b.DataLength(), 1, "metadata buffer") if b is not None else 0
-            metadata[nm.decode("utf-8", "replace")] = b.DataAsNumpy().tobytes() if n else b""
+            metadata[_text(nm)] = b.DataAsNumpy().tobytes() if n else b""
     weight_bytes = sum(buf_bytes(b) for b in {t.buffer for t in tensors if t.has_data})
     desc = m.Description()
-    return TFLiteModel(data=buf, version=int(version), description=desc.decode("utf-8", "replace") if desc else "",
+    return TFLiteModel(data=buf, version=int(version), description=_text(desc),
                        n_subgraphs=n_sub, tensors=tensors, operators=ops, inputs=inputs, outputs=outputs,
                        opcodes=opcodes, metadata=metadata, weight_bytes=weight_bytes)
 
