@@ -2,11 +2,13 @@
 ELF's section sizes."""
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..common import boards
 from . import tflm_build
 from .errors import FirmwareError
 
@@ -46,15 +48,25 @@ def elf_sizes(elf: Path) -> tuple[int, int, int, dict]:
     return text, data, bss, size_of(elf)
 
 
+def project_core(project_dir: Path) -> str:
+    """The core the generated project is for (its board's, from project.json; Cortex-M7 if absent)."""
+    meta = Path(project_dir) / "project.json"
+    try:
+        board = json.loads(meta.read_text()).get("board")
+    except (OSError, ValueError):
+        return tflm_build.DEFAULT_CORE
+    return boards.get(board).core if board in boards.names() else tflm_build.DEFAULT_CORE
+
+
 def build(project_dir, jobs: int = 2, log=print, tree: Path | None = None, lib: Path | None = None,
           fetch: bool = False) -> BuildResult:
-    """Build the generated project (compiles the TFLM library once per tree+flags, cached)."""
+    """Build the generated project (compiles the TFLM library once per tree+core+flags, cached)."""
     project_dir = Path(project_dir)
     tflm_build.require_toolchain()
     if tree is None:
         tree = tflm_build.require_tree(fetch=fetch, log=log)
     if lib is None:
-        lib = tflm_build.build_library(tree, jobs=jobs, log=log)
+        lib = tflm_build.build_library(tree, jobs=jobs, log=log, core=project_core(project_dir))
     t0 = time.time()
     cmd = ["make", "-C", str(project_dir), f"-j{jobs}", f"TFLM_TREE={tree}", f"TFLM_LIB={lib}"]
     res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -1,8 +1,9 @@
 """Generate the firmware project for one int8 .tflite model (compile it with firmware.build).
 
-`generate()` reads the model once, analyzes it once (the exact cortex-m7 arena and the flash
-estimate), passes that analysis through the budget gate, and writes a self-contained Make project:
-  main.cc, board.h, cm7_device.h, startup.c      application + protocol (templates/common)
+`generate()` reads the model once, analyzes it once (the exact arena for the board's core and the
+flash estimate), passes that analysis through the board's budget gate, and writes a self-contained Make project:
+  main.cc, board.h, cmN_device.h, startup.c     application + protocol (templates/common; the core's
+                                                 CMSIS device header, tflm_build.CORES)
   board.c, sections.ld                           board support (templates/boards/<board>)
   link.ld, board_config.h                        generated from the board database (regions, clocks)
   model_data.c                                   the model as a 16-byte aligned const array
@@ -35,8 +36,8 @@ ARENA_SLACK = 16
 DEFAULT_BAUD = 115200
 # Flash used besides the model when no analysis gives an estimate (--arena-bytes): runtime + protocol.
 CODE_RESERVED = 96 * 1024
-# The budget every generated firmware is held to: mps2-an500's regions are limited to it, so both
-# boards use the F746 profile.
+# The Cortex-M7 boards' budget: mps2-an500's regions are limited to the F746's, so both give the same
+# verdict; every board is gated by its own entry in the board database.
 BUDGET_BOARD = "stm32f746g-disco"
 
 
@@ -139,8 +140,12 @@ def linker_script(board: Board, region: str, why: str) -> str:
               for name, origin, n in board.linker_regions()]
     data_region = "RAM" if region == "RAM" or "DTCM" not in {n for n, _, _ in board.linker_regions()} else "DTCM"
     text = (TEMPLATES / "boards" / board.firmware["template"] / "link.ld.in").read_text()
+    boot = board.firmware.get("boot_vector")
+    boot_section = (f"/* initial SP + reset PC at the image's reset vector address (init-svtor) */\n"
+                    f"SECTIONS {{ .boot_vector : {{ KEEP(*(.boot_vector)) }} > {boot} }}") if boot else ""
     return (text.replace("@MEMORY@", "\n".join(lines) + "\n").replace("@ARENA_REGION@", region)
-            .replace("@ARENA_NOTE@", why).replace("@DATA_REGION@", data_region))
+            .replace("@ARENA_NOTE@", why).replace("@DATA_REGION@", data_region).replace("@BOARD@", board.name)
+            .replace("@BOOT_SECTION@", boot_section))
 
 
 def board_config(board: Board) -> str:
@@ -149,7 +154,9 @@ def board_config(board: Board) -> str:
             f"#define BOARD_NAME {c_string(board.name)}\n"
             f"#define BOARD_TIMER_NAME {c_string(board.firmware['timer'])}\n"
             f"#define BOARD_CORE_HZ {board.clock_hz}u\n"
-            f"#define BOARD_UART_CLOCK_HZ {board.uart['clock_hz']}u\n")
+            f"#define BOARD_UART_CLOCK_HZ {board.uart['clock_hz']}u\n"
+            + (f"#define BOARD_UART_BASE {board.uart['base']}u\n" if board.uart.get("base") else "")
+            + ("#define BOARD_BOOT_VECTOR 1\n" if board.firmware.get("boot_vector") else ""))
 
 
 # ------------------------------------------------------------------------------------------ generate
@@ -177,21 +184,23 @@ def read_model(model_path: Path) -> TFLiteModel:
     return model
 
 
-def analyze_model(model: TFLiteModel) -> analyzer.Analysis:
-    """The one analysis of a `firmware` run: the cortex-m7 arena and the flash estimate."""
-    return analyzer.analyze(model, target="cortex-m7", board=BUDGET_BOARD)
+def analyze_model(model: TFLiteModel, board: Board | None = None) -> analyzer.Analysis:
+    """The one analysis of a `firmware` run: the arena for the board's core and the flash estimate."""
+    b = board or boards.get(BUDGET_BOARD)
+    return analyzer.analyze(model, target=b.target, board=b.name)
 
 
 def _check_fits(model_path: Path, board: Board, a: analyzer.Analysis | None, arena: int, input_bytes: int,
                 model_bytes: int) -> None:
     if a is not None:
-        verdict = budget.check(a, budget.budget(BUDGET_BOARD), str(model_path))
+        verdict = budget.check(a, budget.budget(board.name), str(model_path))
         if not verdict.fits:
             raise ModelRefused(f"{model_path.name} does not fit {board.name}: {verdict.refusal()}")
-    ram_free = board.sram_bytes - board.reserve_bytes - input_bytes
+    ram = dict((name, n) for name, _, n in board.linker_regions())["RAM"]   # where the firmware links it
+    ram_free = ram - board.reserve_bytes - input_bytes
     if arena > ram_free:
         raise ModelRefused(f"{model_path.name} needs a {arena} B tensor arena but {board.name} has {ram_free} B "
-                           f"of SRAM left for it ({board.sram_bytes} B - {board.reserve_bytes} B reserve - "
+                           f"of SRAM left for it ({ram} B - {board.reserve_bytes} B reserve - "
                            f"buffers)")
     flash_need = a.flash_bytes if a is not None else model_bytes + CODE_RESERVED
     if flash_need > board.flash_bytes:
@@ -210,16 +219,18 @@ def generate(model_path, board: str = "stm32f746g-disco", out="build/fw", baud: 
     ops = sorted(model.op_histogram)
     resolver = resolver_source(ops, int8_only_ops(model))
     tin, tout = model.io_tensor("input"), model.io_tensor("output")
-    a = analyze_model(model) if arena_bytes is None else None
+    core = b.core
+    tflm_build.core_spec(core)   # refuses a core without a TFLM build (exit 2)
+    a = analyze_model(model, b) if arena_bytes is None else None
     predicted = a.arena_bytes if a is not None else None
     arena = arena_size(max(a.arena_bytes, a.min_arena_bytes) if a is not None else int(arena_bytes))
-    source = "analyzer (converter.analyzer, target cortex-m7)" if a is not None else "--arena-bytes"
+    source = f"analyzer (converter.analyzer, target {b.target})" if a is not None else "--arena-bytes"
     _check_fits(model_path, b, a, arena, tin.nbytes, model.file_bytes)
     region, why = arena_region(b, arena, tin.nbytes)
     model_name = name or model_path.stem
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for f in ("main.cc", "board.h", "cm7_device.h", "startup.c", "sections.ld"):
+    for f in ("main.cc", "board.h", tflm_build.core_spec(core)["device_h"], "startup.c", "sections.ld"):
         shutil.copy(TEMPLATES / "common" / f, out / f)
     shutil.copy(TEMPLATES / "boards" / b.firmware["template"] / "board.c", out / "board.c")
     atomic_write(out / "link.ld", linker_script(b, region, why))
@@ -232,7 +243,7 @@ def generate(model_path, board: str = "stm32f746g-disco", out="build/fw", baud: 
     if tree is None:
         tree, _ = tflm_build.find_tree()
     if tree is not None and lib is None and tflm_build.toolchain():
-        lib = tflm_build.library_dir(Path(tree)) / "libtflm.a"
+        lib = tflm_build.library_dir(Path(tree), core=core) / "libtflm.a"
     atomic_write(out / "Makefile", makefile(b, Path(tree) if tree else None, lib))
     proj = Project(out=str(out), board=board, model_path=str(model_path), model_name=model_name,
                    model_bytes=model.file_bytes, ops=ops, arena_bytes=arena, arena_predicted=predicted,
@@ -264,8 +275,9 @@ def makefile(board: Board, tree: Path | None, lib: Path | None) -> str:
         "@BOARD@": board.name,
         "@TFLM_TREE@": str(tree) if tree else "",
         "@TFLM_LIB@": str(lib) if lib else "",
-        "@CPU_FLAGS@": " ".join(tflm_build.CPU_FLAGS),
-        "@COMMON_FLAGS@": " ".join(tflm_build.COMMON_FLAGS),
+        "@CPU_FLAGS@": " ".join(tflm_build.cpu_flags(board.core)),
+        "@COMMON_FLAGS@": " ".join(tflm_build.common_flags(board.core)),
+        "@DEVICE_H@": tflm_build.core_spec(board.core)["device_h"],
         "@CXX_ONLY@": " ".join(tflm_build.CXX_ONLY),
         "@C_ONLY@": " ".join(tflm_build.C_ONLY),
     }

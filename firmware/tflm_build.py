@@ -65,15 +65,60 @@ MAKE_OPTIONS = ("TARGET=cortex_m_generic TARGET_ARCH=project_generation OPTIMIZE
 
 # Cortex-M7 of the STM32F746: single-precision FPv5 (not the default double-precision FPU).
 CPU_FLAGS = ["-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-sp-d16", "-mfloat-abi=hard"]
-# What TFLM's Makefile uses for TARGET=cortex_m_generic OPTIMIZED_KERNEL_DIR=cmsis_nn BUILD_TYPE=release.
-COMMON_FLAGS = [
+# What TFLM's Makefile uses for TARGET=cortex_m_generic OPTIMIZED_KERNEL_DIR=cmsis_nn BUILD_TYPE=release
+# (minus the core's own defines, CORES below).
+BASE_FLAGS = [
     "-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON", "-DCMSIS_NN", "-DKERNELS_OPTIMIZED_FOR_SPEED",
-    "-DNDEBUG", "-DTF_LITE_STRIP_ERROR_STRINGS", "-DTF_LITE_MCU_DEBUG_LOG", "-DARMCM7", "-DCPU_M7=1",
-    '-DCMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE=\\"cm7_device.h\\"',
+    "-DNDEBUG", "-DTF_LITE_STRIP_ERROR_STRINGS", "-DTF_LITE_MCU_DEBUG_LOG",
+]
+TAIL_FLAGS = [
     "-mlittle-endian", "-funsigned-char", "-fomit-frame-pointer",
     "-ffunction-sections", "-fdata-sections", "-fmessage-length=0", "-fno-unwind-tables",
     "-fno-asynchronous-unwind-tables", "-Wall", "-Wno-unused-parameter", "-Wno-type-limits",
 ]
+
+
+def _core_defines(arm_cm: str, cpu_m: str, device_h: str) -> list[str]:
+    # TFLM's cortex_m_generic_makefile.inc: -D<ARMCMx> -DCPU_<Mx>=1 and the CMSIS device header
+    # (read by cortex_m_generic/micro_time.cc for the DWT cycle counter).
+    return [f"-D{arm_cm}", f"-DCPU_{cpu_m}=1", f'-DCMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE=\\"{device_h}\\"']
+
+
+# One libtflm.a per core. CMSIS-NN picks its code path from the compiler's feature macros
+# (arm_nn_math_types.h): __ARM_FEATURE_DSP -> ARM_MATH_DSP (M4, M7, M33), __ARM_FEATURE_MVE ->
+# ARM_MATH_MVEI (M55: -mcpu=cortex-m55 = +mve.fp +fp.dp). The paths differ in scratch-buffer sizes.
+CORES = {
+    "cortex-m7": {"cpu": CPU_FLAGS, "device_h": "cm7_device.h", "defines": _core_defines("ARMCM7", "M7", "cm7_device.h"),
+                  "cmsis_nn_path": "dsp"},
+    "cortex-m4": {"cpu": ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"],
+                  "device_h": "cm4_device.h", "defines": _core_defines("ARMCM4_FP", "M4", "cm4_device.h"),
+                  "cmsis_nn_path": "dsp"},
+    "cortex-m33": {"cpu": ["-mcpu=cortex-m33", "-mthumb", "-mfpu=fpv5-sp-d16", "-mfloat-abi=hard"],
+                   "device_h": "cm33_device.h", "defines": _core_defines("ARMCM33_DSP_FP", "M33", "cm33_device.h"),
+                   "cmsis_nn_path": "dsp"},
+    "cortex-m55": {"cpu": ["-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"],
+                   "device_h": "cm55_device.h", "defines": _core_defines("ARMCM55", "M55", "cm55_device.h"),
+                   "cmsis_nn_path": "mve"},
+}
+DEFAULT_CORE = "cortex-m7"
+
+
+def core_spec(core: str = DEFAULT_CORE) -> dict:
+    if core not in CORES:
+        raise FirmwareError(f"no TFLM build for core '{core}' (choose from {', '.join(CORES)})")
+    return CORES[core]
+
+
+def cpu_flags(core: str = DEFAULT_CORE) -> list[str]:
+    return list(core_spec(core)["cpu"])
+
+
+def common_flags(core: str = DEFAULT_CORE) -> list[str]:
+    return BASE_FLAGS + core_spec(core)["defines"] + TAIL_FLAGS
+
+
+# The Cortex-M7 flags (kept: the generated Makefiles and the M7 library cache key use them).
+COMMON_FLAGS = common_flags("cortex-m7")
 CXX_ONLY = ["-std=c++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics", "-Wno-unused-private-field"]
 C_ONLY = ["-std=c17"]
 
@@ -271,27 +316,37 @@ def compiler_version() -> str:
         return "none"
 
 
-def library_key(tree: Path, extra_flags: list[str] | None = None) -> tuple[str, dict]:
-    desc = {"tree": tree_identity(tree), "cc": compiler_version(), "cpu": CPU_FLAGS, "common": COMMON_FLAGS,
-            "cxx": CXX_ONLY, "c": C_ONLY, "extra": list(extra_flags or []), "opt": "core -Os, kernels -O2",
-            "mk": (TEMPLATES / "tflm_lib.mk").read_text(), "dev": (TEMPLATES / "common/cm7_device.h").read_text()}
+def library_key(tree: Path, extra_flags: list[str] | None = None,
+                core: str = DEFAULT_CORE) -> tuple[str, dict]:
+    # The same description layout for every core, so the Cortex-M7 key (and its cached build) is unchanged.
+    desc = {"tree": tree_identity(tree), "cc": compiler_version(), "cpu": cpu_flags(core),
+            "common": common_flags(core), "cxx": CXX_ONLY, "c": C_ONLY, "extra": list(extra_flags or []),
+            "opt": "core -Os, kernels -O2", "mk": (TEMPLATES / "tflm_lib.mk").read_text(),
+            "dev": (TEMPLATES / "common" / core_spec(core)["device_h"]).read_text()}
     return hashlib.sha1(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:16], desc
 
 
-def library_dir(tree: Path, extra_flags: list[str] | None = None) -> Path:
-    return cache_root() / "tflm-lib" / library_key(tree, extra_flags)[0]
+def library_dir(tree: Path, extra_flags: list[str] | None = None, core: str = DEFAULT_CORE) -> Path:
+    return cache_root() / "tflm-lib" / library_key(tree, extra_flags, core)[0]
 
 
-def write_library_makefile(tree: Path, libdir: Path, extra_flags: list[str] | None = None) -> Path:
+def library_if_built(tree: Path, core: str = DEFAULT_CORE) -> Path | None:
+    """The cached libtflm.a for this core when a complete build is there (tests use it to skip)."""
+    libdir = library_dir(tree, core=core)
+    return libdir / "libtflm.a" if (libdir / "complete").is_file() else None
+
+
+def write_library_makefile(tree: Path, libdir: Path, extra_flags: list[str] | None = None,
+                           core: str = DEFAULT_CORE) -> Path:
     libdir.mkdir(parents=True, exist_ok=True)
-    key, desc = library_key(tree, extra_flags)
+    key, desc = library_key(tree, extra_flags, core)
     srcs = library_sources(tree)
     cfg = libdir / "config.mk"
     cfg.write_text(
         "# generated by netaug_mcu.firmware.tflm_build\n"
         f"TREE := {tree}\n"
-        f"CPU_FLAGS := {' '.join(CPU_FLAGS)}\n"
-        f"COMMON_FLAGS := {' '.join(COMMON_FLAGS + list(extra_flags or []))}\n"
+        f"CPU_FLAGS := {' '.join(cpu_flags(core))}\n"
+        f"COMMON_FLAGS := {' '.join(common_flags(core) + list(extra_flags or []))}\n"
         f"CXX_ONLY := {' '.join(CXX_ONLY)}\n"
         f"C_ONLY := {' '.join(C_ONLY)}\n"
         f"INCLUDES := {' '.join('-I' + i for i in include_dirs(tree))}\n"
@@ -302,10 +357,10 @@ def write_library_makefile(tree: Path, libdir: Path, extra_flags: list[str] | No
 
 
 def build_library(tree: Path, jobs: int = 2, extra_flags: list[str] | None = None, log=print,
-                  nice: int = 5) -> Path:
-    """Compile (or reuse) libtflm.a for this tree + flags. Returns the .a path."""
+                  nice: int = 5, core: str = DEFAULT_CORE) -> Path:
+    """Compile (or reuse) libtflm.a for this tree + core + flags. Returns the .a path."""
     require_toolchain()
-    libdir = library_dir(tree, extra_flags)
+    libdir = library_dir(tree, extra_flags, core)
     lib = libdir / "libtflm.a"
     if lib.is_file() and (libdir / "complete").is_file():
         return lib
@@ -319,13 +374,14 @@ def build_library(tree: Path, jobs: int = 2, extra_flags: list[str] | None = Non
             fcntl.flock(lock, fcntl.LOCK_EX)
         if lib.is_file() and (libdir / "complete").is_file():
             return lib
-        return _build_library_locked(tree, libdir, lib, jobs, extra_flags, log, nice)
+        return _build_library_locked(tree, libdir, lib, jobs, extra_flags, log, nice, core)
 
 
-def _build_library_locked(tree: Path, libdir: Path, lib: Path, jobs: int, extra_flags, log, nice) -> Path:
-    mk = write_library_makefile(tree, libdir, extra_flags)
+def _build_library_locked(tree: Path, libdir: Path, lib: Path, jobs: int, extra_flags, log, nice,
+                          core: str) -> Path:
+    mk = write_library_makefile(tree, libdir, extra_flags, core)
     n = len(library_sources(tree))
-    log(f"building the TFLM + CMSIS-NN library once ({n} sources, cached in {libdir}; "
+    log(f"building the {core} TFLM + CMSIS-NN library once ({n} sources, cached in {libdir}; "
         f"~15-30 min on 2 cores)")
     t0 = time.time()
     cmd = ["make", "-C", str(libdir), "-f", mk.name, f"-j{jobs}"]

@@ -104,9 +104,9 @@ def test_generate_project_from_model_ops_and_analyzer(tmp_path, monkeypatch):
 
     real = gen.analyze_model
 
-    def fake_pred(m):
+    def fake_pred(m, board=None):
         calls.append(model)
-        return dataclasses.replace(real(m), arena_bytes=12345, min_arena_bytes=12345)
+        return dataclasses.replace(real(m, board), arena_bytes=12345, min_arena_bytes=12345)
     monkeypatch.setattr(gen, "analyze_model", fake_pred)
     proj = gen.generate(model, board="stm32f746g-disco", out=tmp_path / "fw", log=lambda *_: None)
     assert calls == [model]

@@ -1,10 +1,10 @@
-/* Cortex-M7 start-up shared by both boards: vector table, .data/.bss init, FPU enable, C++ ctors.
+/* Cortex-M start-up shared by every board: vector table, .data/.bss init, FPU (and MVE) enable, C++ ctors.
  * NETAUG_NUM_IRQS and the IRQ handlers a board needs come from the board's board.c. */
 #include <stdint.h>
 #include <string.h>
 
 #include "board.h"
-#include "cm7_device.h"
+#include CMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE /* the core's device header (tflm_build.CORES) */
 
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
 extern void __libc_init_array(void);
@@ -47,7 +47,7 @@ __attribute__((section(".isr_vector"), used)) const vector_t g_vectors[16 + NETA
 
 void Reset_Handler(void) {
   SCB->VTOR = (uint32_t)&g_vectors[0];
-  SCB->CPACR |= (3UL << 20) | (3UL << 22); /* CP10, CP11 full access: FPv5-SP */
+  SCB->CPACR |= (3UL << 20) | (3UL << 22); /* CP10, CP11 full access: the FPU (and MVE on M55) */
   __DSB();
   __ISB();
   uint32_t* src = &_sidata;
