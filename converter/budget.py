@@ -7,9 +7,9 @@ documented `check --json` document.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
-from ..common import boards
+from ..common import boards, placement
 from ..common.errors import UserError
 from .analyzer import Analysis, AnalyzerError
 
@@ -22,6 +22,10 @@ class Budget:
     reserve_bytes: int   # stack + heap + firmware .data/.bss
     target: str
     clock_mhz: int | None = None
+    # Firmware boards without --sram/--reserve overrides: RAM is judged by the placement planner
+    # (common.placement), the same decision the generated linker script uses.
+    placement: bool = False
+    external: bool = False           # --sdram: the board's external RAM joins the plan
 
     @property
     def arena_budget(self) -> int:
@@ -46,7 +50,9 @@ def parse_size(text: str) -> int:
 
 
 def budget(board: str | None, sram: str | None = None, flash: str | None = None,
-           reserve: str | None = None) -> Budget:
+           reserve: str | None = None, external: bool = False) -> Budget:
+    if external and not (board and boards.get(board).extra.get("external")):
+        raise AnalyzerError(f"--sdram: board {board or 'custom'} has no external RAM in the board database")
     if board:
         b = boards.get(board)
         sram_b, flash_b, target, clock, res = b.sram_bytes, b.flash_bytes, b.target, b.clock_mhz, b.reserve_bytes
@@ -60,7 +66,10 @@ def budget(board: str | None, sram: str | None = None, flash: str | None = None,
         flash_b = parse_size(flash)
     if reserve is not None:
         res = parse_size(reserve)
-    return Budget(board or "custom", sram_b, flash_b, res, target, clock)
+    planned = bool(board) and bool(boards.get(board).firmware) and sram is None and reserve is None
+    if external and not planned:
+        raise AnalyzerError("--sdram needs the board's own memory map (no --sram/--reserve override)")
+    return Budget(board or "custom", sram_b, flash_b, res, target, clock, planned, external)
 
 
 @dataclass
@@ -85,6 +94,7 @@ class BudgetResult:
     flash_margin_bytes: int
     suggestions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    placement: dict | None = None    # the planner's layout (firmware boards), see common.placement
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -92,7 +102,9 @@ class BudgetResult:
     def refusal(self) -> str:
         """Why the model does not fit, in one line (for `firmware`)."""
         parts = []
-        if self.ram_over_bytes:
+        if self.placement is not None and not self.placement["fits"]:
+            parts.append(self.placement["reason"])
+        elif self.ram_over_bytes:
             parts.append(f"arena {self.min_arena_bytes} B > {self.arena_budget} B (SRAM {self.sram_bytes} - "
                          f"reserve {self.reserve_bytes}), {self.ram_over_bytes} B over")
         if self.flash_over_bytes:
@@ -137,15 +149,34 @@ def _reorder_saving(model_bytes: bytes, target: str) -> int:
     return rep["arena_before"] - rep["arena_after"]
 
 
-def check(a: Analysis, bud: Budget, model: str = "model", model_bytes: bytes | None = None) -> BudgetResult:
-    """The gate's verdict for one analysis (`model_bytes` enables the reordering suggestion)."""
+def _planned(a: Analysis, bud: Budget, input_bytes: int) -> tuple[Budget, placement.Plan]:
+    """The budget as the placement planner sees it: the arena may use what stack, runtime and the
+    input buffer leave (reserve = the rest of on-chip RAM, so SRAM - reserve = arena budget)."""
+    board = boards.get(bud.board)
+    plan = placement.plan(board, placement.arena_array_bytes(a.min_arena_bytes), input_bytes,
+                          external=bud.external)
+    limit = placement.arena_used_limit(placement.max_arena_array(board, input_bytes, external=bud.external))
+    sram = placement.onchip_bytes(board)
+    return replace(bud, sram_bytes=sram, reserve_bytes=sram - limit), plan
+
+
+def check(a: Analysis, bud: Budget, model: str = "model", model_bytes: bytes | None = None,
+          input_bytes: int | None = None) -> BudgetResult:
+    """The gate's verdict for one analysis (`model_bytes` enables the reordering suggestion; `input_bytes`,
+    the input buffer, enables the placement planner on firmware boards)."""
+    plan = None
+    if bud.placement and input_bytes is not None:
+        bud, plan = _planned(a, bud, input_bytes)
     need = a.min_arena_bytes
-    ram_over = need - bud.arena_budget
+    limit = bud.arena_budget
+    ram_over = need - limit
     flash_over = a.flash_bytes - bud.flash_bytes
+    ram_fits = plan.fits if plan is not None else ram_over <= 0
     return BudgetResult(
-        model=str(model), board=bud.board, target=a.target, fits=ram_over <= 0 and flash_over <= 0,
+        model=str(model), board=bud.board, target=a.target, fits=ram_fits and flash_over <= 0,
         arena_bytes=a.arena_bytes, min_arena_bytes=need, head_bytes=a.head_bytes, tail_bytes=a.tail_bytes,
         flash_bytes=a.flash_bytes, peak_op=a.peak_op, sram_bytes=bud.sram_bytes, reserve_bytes=bud.reserve_bytes,
-        arena_budget=bud.arena_budget, flash_budget=bud.flash_bytes, ram_over_bytes=max(ram_over, 0),
+        arena_budget=limit, flash_budget=bud.flash_bytes, ram_over_bytes=max(ram_over, 0),
         flash_over_bytes=max(flash_over, 0), ram_margin_bytes=-ram_over, flash_margin_bytes=-flash_over,
-        suggestions=_suggestions(a, bud, ram_over, flash_over, model_bytes), notes=list(a.notes))
+        suggestions=_suggestions(a, bud, ram_over, flash_over, model_bytes), notes=list(a.notes),
+        placement=plan.to_json() if plan is not None else None)

@@ -98,6 +98,8 @@ def register(sub) -> None:
     p.add_argument("--json", dest="json_out", metavar="F", help="write the result as JSON to F ('-' = stdout)")
     p.add_argument("--junit", metavar="F", help="write a JUnit XML report to F (for CI test reporting)")
     p.add_argument("--list-boards", action="store_true", help="list board profiles and exit")
+    p.add_argument("--sdram", action="store_true", help="let the arena/input buffer use the board's external "
+                   "SDRAM (stm32f746g-disco: 8 MB at 0xC0000000, `firmware --sdram` initialises it)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(
@@ -202,11 +204,12 @@ def cmd_analyze(args) -> int:
 
 def check_file(model_path: str, bud, target: str | None = None) -> dict:
     """`check` of one .tflite: parse once, analyze once, the gate's verdict as the JSON document."""
+    from ..common import placement
     from ..common.tflite_model import load
     from . import analyzer, budget
     model = load(model_path)
     a = analyzer.analyze(model, target or bud.target, board=bud.board)
-    return budget.check(a, bud, model_path, model.data).to_json()
+    return budget.check(a, bud, model_path, model.data, input_bytes=placement.input_buffer_bytes(model)).to_json()
 
 
 def cmd_check(args) -> int:
@@ -221,7 +224,7 @@ def cmd_check(args) -> int:
     board = args.board
     if board is None and not (args.sram and args.flash):
         board = "stm32f746g-disco"
-    bud = budget.budget(board, args.sram, args.flash, args.reserve)
+    bud = budget.budget(board, args.sram, args.flash, args.reserve, external=args.sdram)
     results = [check_file(m, bud, args.target) for m in args.model]
     doc = results[0] if len(results) == 1 else results
     if args.json_out == "-":

@@ -18,12 +18,16 @@ def _probe(name: str, res: int, channels: int, classes: int, target: str, bud, w
     from .convert import convert_zoo
     out = work / f"{name}-{res}.tflite"
     convert_zoo(name, res, channels, classes, out, quiet=True)
-    a = analyzer.analyze(out, target, board=bud.board)
+    from ..common.placement import input_buffer_bytes
+    from ..common.tflite_model import load
+    model = load(out)
+    a = analyzer.analyze(model, target, board=bud.board)
+    # The gate's own verdict (the placement planner on firmware boards), not a second formula.
+    v = budget.check(a, bud, str(out), input_bytes=input_buffer_bytes(model))
     return {"resolution": res, "arena_bytes": a.arena_bytes, "min_arena_bytes": a.min_arena_bytes,
             "head_bytes": a.head_bytes, "tail_bytes": a.tail_bytes, "flash_bytes": a.flash_bytes,
-            "peak_op": a.peak_op, "fits_ram": a.min_arena_bytes <= bud.arena_bud,
-            "fits_flash": a.flash_bytes <= bud.flash_bytes,
-            "fits": a.min_arena_bytes <= bud.arena_bud and a.flash_bytes <= bud.flash_bytes}
+            "peak_op": a.peak_op, "fits_ram": v.ram_over_bytes == 0 and (v.placement or {}).get("fits", True),
+            "fits_flash": v.flash_over_bytes == 0, "fits": v.fits, "arena_budget": v.arena_budget}
 
 
 def fit_zoo(name: str, board: str | None = "stm32f746g-disco", sram: str | None = None, flash: str | None = None,

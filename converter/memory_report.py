@@ -97,12 +97,24 @@ def write_junit(results: list[dict], path: str) -> None:
 
 
 
+def plan_line(plan: dict) -> str:
+    """The placement planner's layout (common.placement.Plan.to_json()) in one line."""
+    if not plan["fits"]:
+        return plan["reason"]
+    return f"{plan['layout']}: " + "; ".join(
+        f"{r['name']} {' + '.join(f'{k} {v[1]:,}' for k, v in r['items'].items())} = {r['used']:,} of "
+        f"{r['bytes']:,} B" for r in plan["regions"] if r["items"])
+
+
 def print_check(res: dict) -> None:
     status = "FITS" if res["fits"] else "OVER BUDGET"
     print(f"{status}: {Path(res['model']).name} on {res['board']} (target {res['target']})")
     print(f"  RAM  : arena {res['min_arena_bytes']:,} B of {res['arena_budget']:,} B "
           f"(SRAM {res['sram_bytes']:,} - reserve {res['reserve_bytes']:,}); margin {res['ram_margin_bytes']:,} B")
     print(f"  flash: {res['flash_bytes']:,} B of {res['flash_budget']:,} B; margin {res['flash_margin_bytes']:,} B")
+    plan = res.get("placement")
+    if plan:
+        print(f"  place: {plan_line(plan)}")
     print(f"  peak op: {res['peak_op']}")
     for s_ in res["suggestions"]:
         print(f"  help: {s_}")

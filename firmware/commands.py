@@ -31,6 +31,8 @@ def register(sub) -> None:
                    help="size the arena from this arena_used_bytes figure instead of asking the analyzer")
     p.add_argument("--name", default=None, help="model name reported by the device (default: file stem)")
     p.add_argument("--jobs", "-j", type=int, default=2, help="parallel compile jobs")
+    p.add_argument("--sdram", action="store_true", help="stm32f746g-disco: initialise the board's 8 MB SDRAM "
+                   "(FMC, 0xC0000000) and place the arena/input buffer there when on-chip RAM is not enough")
     p.add_argument("--recording", action="store_true", help=argparse.SUPPRESS)  # calibration builds
     p.set_defaults(func=_cmd_firmware)
 
@@ -63,7 +65,7 @@ def _cmd_firmware(args) -> int:
         tree = tflm_build.require_tree(fetch=True, log=log)
     proj = generate.generate(args.model, board=args.board, out=args.out, baud=args.baud,
                              arena_bytes=args.arena_bytes, recording=args.recording, name=args.name,
-                             tree=tree, log=log)
+                             tree=tree, sdram=args.sdram, log=log)
     if args.build:
         if tree is None:
             tree = tflm_build.require_tree(fetch=False, log=log)

@@ -19,7 +19,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..common import boards
+from ..common import boards, placement
 from ..common.boards import Board
 from ..common.fsio import atomic_write
 from ..common.tflite_model import TFLiteModel, load
@@ -29,10 +29,8 @@ from . import tflm_build
 from .errors import FirmwareError, ModelRefused
 
 TEMPLATES = tflm_build.TEMPLATES
-ARENA_ALIGN = 16
-# The arena array is 16-byte aligned, so TFLM's own 16-byte re-alignment costs nothing; the slack
-# covers the arena_used_bytes()+16 rule of micro_interpreter.h for an unaligned buffer.
-ARENA_SLACK = 16
+ARENA_ALIGN = placement.ARENA_ALIGN
+ARENA_SLACK = placement.ARENA_SLACK
 DEFAULT_BAUD = 115200
 # Flash used besides the model when no analysis gives an estimate (--arena-bytes): runtime + protocol.
 CODE_RESERVED = 96 * 1024
@@ -59,6 +57,8 @@ class Project:
     flash_estimate: int | None = None
     recording: bool = False
     analyzer: dict = field(default_factory=dict)
+    placement: dict = field(default_factory=dict)   # common.placement.Plan.to_json()
+    sdram: bool = False
 
 
 # ------------------------------------------------------------------------------------------ pieces
@@ -109,42 +109,44 @@ def arena_size(predicted: int) -> int:
     """Arena array size from the analyzer's arena_used_bytes prediction."""
     if predicted <= 0:
         raise FirmwareError(f"invalid arena prediction {predicted}")
-    return -(-predicted // ARENA_ALIGN) * ARENA_ALIGN + ARENA_SLACK
+    return placement.arena_array_bytes(predicted)
+
+
+def plan_for(board: Board, arena: int, input_bytes: int, sdram: bool = False) -> placement.Plan:
+    """The placement planner's layout for this firmware (the one `check` judges)."""
+    return placement.plan(board, arena, input_bytes, external=sdram)
 
 
 def arena_region(board: Board, arena: int, input_bytes: int) -> tuple[str, str]:
-    """Linker region for the arena and the reason (stm32f746g-disco: DTCM when it fits)."""
-    regions = {name: n for name, _, n in board.linker_regions()}
-    if "DTCM" not in regions:
-        return "RAM", "single RAM region"
-    dtcm_free = regions["DTCM"] - board.reserve_bytes - input_bytes
-    if arena <= dtcm_free:
-        return "DTCM", (f"arena {arena} B fits in DTCM next to the stack and data ({dtcm_free} B free): "
-                        f"0-wait-state, no cache misses")
-    sram = regions.get("SRAM", 0)
-    if arena <= sram:
-        return "SRAM", (f"arena {arena} B > {dtcm_free} B free in DTCM: placed in SRAM1+SRAM2 ({sram} B, "
-                        f"D-cached); DTCM keeps the stack and data")
-    return "RAM", (f"arena {arena} B > SRAM1+SRAM2 ({sram} B): it spans the contiguous DTCM+SRAM1+SRAM2 range "
-                   f"above the stack and data")
+    """Linker region for the arena and the planner's layout in words."""
+    p = plan_for(board, arena, input_bytes)
+    if not p.fits:
+        raise ModelRefused(p.reason)
+    return p.where["arena"], p.summary()
 
 
 def _size(n: int) -> str:
     return f"{n // 1024}K" if n % 1024 == 0 else str(n)
 
 
-def linker_script(board: Board, region: str, why: str) -> str:
-    """link.ld: the board's template with MEMORY generated from the board database."""
+def linker_script(board: Board, plan: placement.Plan) -> str:
+    """link.ld: the board's template with MEMORY and the region aliases generated from the plan."""
     lines = [f"  {'FLASH':<5} {'(rx)':<5} : ORIGIN = 0x{board.flash_origin:08X}, LENGTH = {_size(board.flash_bytes)}"]
+    regions = [(n, o, b) for n, o, b in board.linker_regions()]
+    regions += [(r.name, r.origin, r.bytes) for r in placement.board_regions(board, external=True)
+                if r.external and r.name in plan.where.values()]
     lines += [f"  {name:<5} {'(rwx)':<5} : ORIGIN = 0x{origin:08X}, LENGTH = {_size(n)}"
-              for name, origin, n in board.linker_regions()]
-    data_region = "RAM" if region == "RAM" or "DTCM" not in {n for n, _, _ in board.linker_regions()} else "DTCM"
+              for name, origin, n in regions]
+    aliases = "\n".join(f'REGION_ALIAS("REGION_{alias}", {plan.where[item]});' for alias, item in
+                         (("STACK", "stack"), ("DATA", "runtime"), ("INPUT", "input"), ("ARENA", "arena")))
+    sizes = (f"STACK_SIZE = {plan.sizes['stack']};\n"
+             f"RUNTIME_RAM_MAX = {plan.sizes['runtime']};  /* planner allowance for .data + .bss */")
     text = (TEMPLATES / "boards" / board.firmware["template"] / "link.ld.in").read_text()
     boot = board.firmware.get("boot_vector")
     boot_section = (f"/* initial SP + reset PC at the image's reset vector address (init-svtor) */\n"
                     f"SECTIONS {{ .boot_vector : {{ KEEP(*(.boot_vector)) }} > {boot} }}") if boot else ""
-    return (text.replace("@MEMORY@", "\n".join(lines) + "\n").replace("@ARENA_REGION@", region)
-            .replace("@ARENA_NOTE@", why).replace("@DATA_REGION@", data_region).replace("@BOARD@", board.name)
+    return (text.replace("@MEMORY@", "\n".join(lines) + "\n").replace("@ALIASES@", aliases)
+            .replace("@SIZES@", sizes).replace("@PLAN@", plan.summary()).replace("@BOARD@", board.name)
             .replace("@BOOT_SECTION@", boot_section))
 
 
@@ -191,26 +193,27 @@ def analyze_model(model: TFLiteModel, board: Board | None = None) -> analyzer.An
 
 
 def _check_fits(model_path: Path, board: Board, a: analyzer.Analysis | None, arena: int, input_bytes: int,
-                model_bytes: int) -> None:
+                model_bytes: int, sdram: bool = False) -> placement.Plan:
+    """The board's budget gate and its placement; refusal = exit 1 with the reason."""
     if a is not None:
-        verdict = budget.check(a, budget.budget(board.name), str(model_path))
+        verdict = budget.check(a, budget.budget(board.name, external=sdram), str(model_path),
+                               input_bytes=input_bytes)
         if not verdict.fits:
             raise ModelRefused(f"{model_path.name} does not fit {board.name}: {verdict.refusal()}")
-    ram = dict((name, n) for name, _, n in board.linker_regions())["RAM"]   # where the firmware links it
-    ram_free = ram - board.reserve_bytes - input_bytes
-    if arena > ram_free:
-        raise ModelRefused(f"{model_path.name} needs a {arena} B tensor arena but {board.name} has {ram_free} B "
-                           f"of SRAM left for it ({ram} B - {board.reserve_bytes} B reserve - "
-                           f"buffers)")
+    plan = plan_for(board, arena, input_bytes, sdram)
+    if not plan.fits:
+        raise ModelRefused(f"{model_path.name} needs a {arena} B tensor arena but {board.name} cannot place it: "
+                           f"{plan.reason}")
     flash_need = a.flash_bytes if a is not None else model_bytes + CODE_RESERVED
     if flash_need > board.flash_bytes:
         raise ModelRefused(f"{model_path.name} needs ~{flash_need} B of flash (model {model_bytes} B + code) "
                            f"but {board.name} has {board.flash_bytes} B")
+    return plan
 
 
 def generate(model_path, board: str = "stm32f746g-disco", out="build/fw", baud: int = DEFAULT_BAUD,
              arena_bytes: int | None = None, recording: bool = False, name: str | None = None,
-             tree: Path | None = None, lib: Path | None = None, log=print) -> Project:
+             tree: Path | None = None, lib: Path | None = None, sdram: bool = False, log=print) -> Project:
     model_path = Path(model_path)
     b = firmware_board(board)
     if baud <= 0 or baud > b.max_baud:
@@ -225,15 +228,15 @@ def generate(model_path, board: str = "stm32f746g-disco", out="build/fw", baud: 
     predicted = a.arena_bytes if a is not None else None
     arena = arena_size(max(a.arena_bytes, a.min_arena_bytes) if a is not None else int(arena_bytes))
     source = f"analyzer (converter.analyzer, target {b.target})" if a is not None else "--arena-bytes"
-    _check_fits(model_path, b, a, arena, tin.nbytes, model.file_bytes)
-    region, why = arena_region(b, arena, tin.nbytes)
+    plan = _check_fits(model_path, b, a, arena, tin.nbytes, model.file_bytes, sdram)
+    region = plan.where["arena"]
     model_name = name or model_path.stem
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for f in ("main.cc", "board.h", tflm_build.core_spec(core)["device_h"], "startup.c", "sections.ld"):
         shutil.copy(TEMPLATES / "common" / f, out / f)
     shutil.copy(TEMPLATES / "boards" / b.firmware["template"] / "board.c", out / "board.c")
-    atomic_write(out / "link.ld", linker_script(b, region, why))
+    atomic_write(out / "link.ld", linker_script(b, plan))
     atomic_write(out / "board_config.h", board_config(b))
     atomic_write(out / "model_data.c", model_c_array(model.data))
     atomic_write(out / "model_ops.h", resolver)
@@ -250,10 +253,11 @@ def generate(model_path, board: str = "stm32f746g-disco", out="build/fw", baud: 
                    arena_source=source, arena_region=region, input_bytes=tin.nbytes, output_bytes=tout.nbytes,
                    baud=int(baud), flash_estimate=a.flash_bytes if a is not None else None, recording=recording,
                    analyzer={} if a is None else {"arena_bytes": a.arena_bytes, "min_arena_bytes": a.min_arena_bytes,
-                                                   "flash_bytes": a.flash_bytes, "weight_bytes": a.weight_bytes})
+                                                   "flash_bytes": a.flash_bytes, "weight_bytes": a.weight_bytes},
+                   placement=plan.to_json(), sdram=sdram)
     atomic_write(out / "project.json", json.dumps(asdict(proj), indent=1, default=str))
     log(f"generated {out} for {board}: {len(ops)} ops ({', '.join(ops)}), arena {arena} B in {region}, "
-        f"model {model.file_bytes} B")
+        f"model {model.file_bytes} B; placement {plan.layout}: {plan.summary()}")
     return proj
 
 

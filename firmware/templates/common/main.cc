@@ -28,7 +28,8 @@ constexpr size_t kInputBytes = NETAUG_INPUT_BYTES;
 
 // The tensor arena: section chosen by the linker script (DTCM or SRAM1/2 on the STM32F746).
 alignas(16) uint8_t g_arena[NETAUG_ARENA_BYTES] __attribute__((section(".arena")));
-uint8_t g_input[kInputBytes];           // db / bload buffer (raw input tensor bytes)
+// db / bload buffer (raw input tensor bytes): section placed by the planner (DTCM, SRAM or SDRAM).
+alignas(16) uint8_t g_input[kInputBytes] __attribute__((section(".input")));
 size_t g_input_len = 0;                 // bytes loaded so far
 size_t g_input_expected = 0;            // announced by `db load N` (0 = none)
 
