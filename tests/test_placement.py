@@ -107,8 +107,8 @@ def test_check_json_has_the_placement(capsys):
 
 def _link(tmp_path, arena_used: int, monkeypatch, board="stm32f746g-disco") -> tuple[str, dict]:
     real = gen.analyze_model
-    monkeypatch.setattr(gen, "analyze_model", lambda m: dataclasses.replace(
-        real(m), arena_bytes=arena_used, min_arena_bytes=arena_used))
+    monkeypatch.setattr(gen, "analyze_model", lambda m, *b: dataclasses.replace(
+        real(m, *b), arena_bytes=arena_used, min_arena_bytes=arena_used))
     proj = gen.generate(MODEL32, board=board, out=tmp_path / "fw", log=lambda *_: None)
     return (tmp_path / "fw" / "link.ld").read_text(), proj.placement
 
