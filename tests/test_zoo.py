@@ -98,3 +98,31 @@ def test_bad_input():
         zoo.build("mbv2-tiny", in_channels=0)
     with pytest.raises(zoo.ZooError):
         zoo.build("mbv2-tiny", resolution=4)
+
+
+@pytest.mark.parametrize("size,stride", [(1, 1), (2, 2), (1, 2), (2, 1)])
+def test_training_depthwise_fast_path_matches_conv(size, stride):
+    """Depthwise convs with a 1x1 output run as a product while training (oneDNN's backward is
+    ~30x slower there): same values and gradients as F.conv2d; evaluation keeps F.conv2d exactly."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, size, size).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(6, 1, 3, 3).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(6)
+    outs, grads = [], []
+    for plain in (True, False):
+        xi, wi, bi = (t.clone().requires_grad_() for t in (x, w, b))
+        ctx = zoo.plain_kernels() if plain else torch.enable_grad()
+        with ctx:
+            y = zoo.conv2d_same(xi, wi, bi, stride, 6)
+        y.square().sum().backward()
+        outs.append(y.detach())
+        grads.append([t.grad for t in (xi, wi, bi)])
+    if size == 2 and stride == 1:  # 2x2 output: no fast path, the same kernel
+        assert torch.equal(outs[0], outs[1])
+    assert torch.allclose(outs[0], outs[1], atol=1e-6)
+    for g0, g1 in zip(*grads):
+        assert torch.allclose(g0, g1, atol=1e-5)
+    with torch.no_grad():  # evaluation / export: F.conv2d, bit for bit
+        with zoo.plain_kernels():
+            ref = zoo.conv2d_same(x, w, b, stride, 6)
+        assert torch.equal(zoo.conv2d_same(x, w, b, stride, 6), ref)

@@ -36,6 +36,7 @@ a bias); activations, additions, pooling and the SE multiplication are not count
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -100,10 +101,53 @@ def make_act(act: str | None) -> nn.Module | None:
     raise ZooError(f"unknown activation {act!r}")
 
 
+def _depthwise_to_1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                      pad_h: int, pad_w: int) -> torch.Tensor | None:
+    """A depthwise conv whose output is 1x1, as the product with the kernel window that overlaps
+    the input (the padded taps only ever multiply zeros), or None when it does not apply.
+    Why: oneDNN's depthwise backward costs ~30x more than this on 1x1 maps (mbv2-tiny@32's last
+    blocks); the forward is bit-identical (one tap: x*w; 2x2->1: the same sum up to reassociation)."""
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    k_h, k_w = weight.shape[-2:]
+    if pad_h + h > k_h or pad_w + w > k_w:
+        return None
+    win = weight[:, 0, pad_h:pad_h + h, pad_w:pad_w + w].unsqueeze(0)
+    y = x * win if h * w == 1 else (x * win).sum((2, 3), keepdim=True)
+    return y if bias is None else y + bias.view(1, -1, 1, 1)
+
+
+FAST_DEPTHWISE = [True]  # bench/train_throughput.py switches it off for its plain-PyTorch loop
+
+
+@contextlib.contextmanager
+def plain_kernels():
+    """Every conv through F.conv2d (no training fast path), e.g. for a reference loop."""
+    FAST_DEPTHWISE[0] = False
+    try:
+        yield
+    finally:
+        FAST_DEPTHWISE[0] = True
+
+
+def _training_fast_path(x: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
+    """Only while training (grad on, eager): evaluation, ONNX export and tracing keep F.conv2d."""
+    return (FAST_DEPTHWISE[0] and groups > 1 and groups == x.shape[1] == weight.shape[0] and weight.shape[1] == 1
+            and torch.is_grad_enabled() and not torch.jit.is_tracing()
+            and not torch.onnx.is_in_onnx_export())
+
+
 def conv2d_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 stride: int, groups: int) -> torch.Tensor:
     """``F.conv2d`` with TF-SAME padding computed from ``x``'s spatial size (odd kernels)."""
     k_h, k_w = weight.shape[-2:]
+    if _training_fast_path(x, weight, groups):
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        if -(-h // stride) == 1 and -(-w // stride) == 1:
+            ph = k_h // 2 if stride == 1 else same_pads(h, k_h, stride)[0]
+            pw = k_w // 2 if stride == 1 else same_pads(w, k_w, stride)[0]
+            y = _depthwise_to_1x1(x, weight, bias, ph, pw)
+            if y is not None:
+                return y
     if stride == 1:
         return F.conv2d(x, weight, bias, 1, (k_h // 2, k_w // 2), 1, groups)
     ph = same_pads(int(x.shape[-2]), k_h, stride)

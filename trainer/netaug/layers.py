@@ -47,9 +47,17 @@ class DynamicConv2d(zoo.Conv2dSame):
             b = None if self.bias is None else self.bias[:cin]
             return zoo.conv2d_same(x, w, b, self.stride[0], cin)
         o = self.active_out
-        w = self.weight[:o, :cin].contiguous()
+        w = self.weight
+        if o != w.shape[0] or cin != w.shape[1]:  # the full tensor needs no copy
+            # keep the parameter's memory format (channels_last while training): no layout reorder
+            fmt = torch.channels_last if _is_channels_last(w) else torch.contiguous_format
+            w = w[:o, :cin].contiguous(memory_format=fmt)
         b = None if self.bias is None else self.bias[:o]
         return zoo.conv2d_same(x, w, b, self.stride[0], 1)
+
+
+def _is_channels_last(w: torch.Tensor) -> bool:
+    return w.dim() == 4 and not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last)
 
 
 class DynamicBatchNorm2d(nn.BatchNorm2d):
