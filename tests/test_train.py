@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from netaug_mcu.trainer import data as D
-from netaug_mcu.trainer import engine, model_file, zoo
+from netaug_mcu.trainer import engine, model_file, speed, zoo
 from netaug_mcu.trainer.config import TrainConfig, make_config
 from netaug_mcu.trainer.errors import DivergedError, TrainError
 from netaug_mcu.trainer.strategy_factory import build_strategy
@@ -85,12 +85,18 @@ def test_one_epoch_lowers_loss_and_writes_outputs(tmp_path, small_ds):
     net.load_state_dict(m["state_dict"], strict=True)
     assert m["metrics"]["test_samples"] == 128 and 0 <= m["metrics"]["test_top1"] <= 100
     assert m["metrics"]["params"] == zoo.count(net, 16, 1)[0]
-    # the exported model computes what the trained module computes
+    # the exported model holds the trained weights bit for bit, in the plain NCHW layout, and
+    # computes what the trained module computes (once that is back in the same layout: channels_last
+    # only reorders float sums)
+    assert trained.stem.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for k, v in m["state_dict"].items():
+        assert v.is_contiguous() and torch.equal(v, trained.state_dict()[k]), k
     x = torch.randn(4, 1, 16, 16)
     net.eval()
     trained.eval()
     with torch.no_grad():
-        assert torch.equal(net(x), trained(x))
+        assert torch.allclose(net(x), trained(x), atol=1e-5)
+        assert torch.equal(net(x), speed.to_plain_layout(trained)(x))
     after = _train_mode_loss(trained, small_ds)
     assert math.isfinite(after) and after < before - 0.1, (before, after)
 

@@ -83,6 +83,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, help="CPU threads per process (default 1: faster than 2 "
                    "for these tiny nets, and immune to busy machines)")
     g.add_argument("--device", help="auto (default), cpu or cuda")
+    g.add_argument("--amp", choices=["off", "bf16", "fp16"], help="mixed precision on CUDA: bf16 "
+                   "or fp16 autocast (fp16 with loss scaling); default off (float32)")
+    g.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
+                   help="train in the NCHW layout instead of channels_last (slower; for comparisons)")
     g.add_argument("--no-progress", dest="progress", action="store_const", const=False,
                    help="no progress bars")
     g.add_argument("--config", help="YAML or JSON file of options (keys = long option names); "
@@ -135,7 +139,8 @@ TRAIN_KEYS = ("model", "dataset", "data_dir", "download", "resolution", "channel
               "warmup_epochs", "warmup_lr", "label_smoothing", "dropout", "augment",
               "crop_scale_min", "seed", "netaug", "aug_width", "aug_expand", "alpha",
               "calib_images", "teacher", "kd_weight", "kd_temperature", "out", "resume",
-              "overwrite", "init_from", "select", "workers", "threads", "device", "progress")
+              "overwrite", "init_from", "select", "workers", "threads", "device", "progress",
+              "channels_last", "amp")
 
 
 def config_from_args(args):

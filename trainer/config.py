@@ -57,16 +57,23 @@ class TrainConfig:
     threads: int = 1
     device: str = "auto"
     progress: bool = True
+    # speed (trainer.speed): NHWC weights/activations while training (exports stay NCHW; the
+    # same function up to float reassociation), and mixed precision on CUDA
+    channels_last: bool = True
+    amp: str = "off"  # off | bf16 | fp16 (CUDA only)
 
     # Fields that must agree across DDP ranks and between a checkpoint and its --resume.
     RUN_ONLY = ("data_dir", "download", "out", "resume", "overwrite", "workers", "threads", "device",
-                "progress")
+                "progress", "channels_last")
+    # Training fields added later: in the digest only when set, so older checkpoints still resume.
+    DIGEST_IF_SET = {"amp": "off"}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def training_fields(self) -> dict[str, Any]:
-        return {k: v for k, v in self.to_dict().items() if k not in self.RUN_ONLY}
+        return {k: v for k, v in self.to_dict().items()
+                if k not in self.RUN_ONLY and self.DIGEST_IF_SET.get(k, object()) != v}
 
     def digest(self) -> str:
         blob = json.dumps(self.training_fields(), sort_keys=True, default=str).encode()
@@ -104,6 +111,10 @@ class TrainConfig:
             bad("--resume and --init-from exclude each other")
         if self.kd_temperature <= 0 or self.kd_weight < 0:
             bad("--kd-temperature must be > 0 and --kd-weight >= 0")
+        if self.amp not in ("off", "bf16", "fp16"):
+            bad(f"--amp must be off, bf16 or fp16 (got {self.amp!r})")
+        if self.amp != "off" and self.device == "cpu":
+            bad(f"--amp {self.amp} needs --device cuda (on CPU the trainer runs float32)")
         if self.threads < 1:
             bad(f"--threads must be >= 1 (got {self.threads})")
         if self.workers < 0:

@@ -62,18 +62,28 @@ def maybe_no_sync(ddp_model: nn.Module):
 
 
 class Strategy:
-    """Base class: plain supervised training with one forward/backward per step."""
+    """Base class: plain supervised training with one forward/backward per step.
+
+    The loop may set ``forward_context`` (a zero-argument callable returning a context manager:
+    mixed-precision autocast on CUDA) and ``grad_scaler`` (fp16 loss scaling); strategies run
+    their forwards inside ``self.forward_context()`` and call ``self.backward(loss)``."""
 
     name = "baseline"
+    forward_context = staticmethod(contextlib.nullcontext)
+    grad_scaler = None
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss if self.grad_scaler is None else self.grad_scaler.scale(loss)).backward()
 
     def prepare(self, model: nn.Module) -> nn.Module:
         return model
 
     def train_step(self, model: nn.Module, ddp_model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                    criterion: nn.Module) -> tuple[float, torch.Tensor]:
-        logits = ddp_model(x)
-        loss = criterion(logits, y)
-        loss.backward()
+        with self.forward_context():
+            logits = ddp_model(x)
+            loss = criterion(logits, y)
+        self.backward(loss)
         return float(loss.detach()), logits.detach()
 
     def on_epoch_start(self, epoch: int, total_epochs: int) -> None:
@@ -117,13 +127,14 @@ class BaselineStrategy(Strategy):
             kd.freeze(teacher)
 
     def train_step(self, model, ddp_model, x, y, criterion):
-        logits = ddp_model(x)
-        loss = criterion(logits, y)
-        if self.teacher is not None:
-            with torch.no_grad():
-                t_logits = self.teacher(x)
-            loss = loss + self.kd_weight * kd.kd_loss(logits, t_logits, self.kd_temperature)
-        loss.backward()
+        with self.forward_context():
+            logits = ddp_model(x)
+            loss = criterion(logits, y)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    t_logits = self.teacher(x)
+                loss = loss + self.kd_weight * kd.kd_loss(logits.float(), t_logits.float(), self.kd_temperature)
+        self.backward(loss)
         return float(loss.detach()), logits.detach()
 
     def describe(self):

@@ -131,16 +131,19 @@ class NetAugStrategy(Strategy):
         net = self._net(model)
         net.set_active("min")
         with maybe_no_sync(ddp_model):
-            logits = ddp_model(x)
-            loss = criterion(logits, y)
-            if self.teacher is not None and self.kd_weight > 0:
-                with torch.no_grad():
-                    t_logits = self.teacher(x)
-                loss = loss + self.kd_weight * kd.kd_loss(logits, t_logits, self.kd_temperature)
-            loss.backward()
+            with self.forward_context():
+                logits = ddp_model(x)
+                loss = criterion(logits, y)
+                if self.teacher is not None and self.kd_weight > 0:
+                    with torch.no_grad():
+                        t_logits = self.teacher(x)
+                    loss = loss + self.kd_weight * kd.kd_loss(logits.float(), t_logits.float(),
+                                                              self.kd_temperature)
+            self.backward(loss)
         net.set_active(self.mode, self.generator)
-        aug_loss = self.alpha * criterion(ddp_model(x), y)
-        aug_loss.backward()
+        with self.forward_context():
+            aug_loss = self.alpha * criterion(ddp_model(x), y)
+        self.backward(aug_loss)
         net.set_active("min")
         return float(loss.detach()), logits.detach()
 
