@@ -24,7 +24,10 @@ dict returned by `Preprocess.as_dict()` is stored in model.pt under "preprocess"
 
 Training augmentation (tensor ops, per batch): random-resized-crop with a mild scale range and a
 horizontal flip, sampled per epoch for the whole epoch from a generator seeded by (seed, epoch), so
-a sample gets the same augmentation whatever the world size, and resuming is exact.
+a sample gets the same augmentation whatever the world size, and resuming is exact. Preloaded
+datasets (Fashion-MNIST) live on the training device: on a GPU each batch is gathered, cropped and
+normalised there (no host work per step); image folders are decoded by DataLoader workers into
+pinned memory and copied asynchronously.
 """
 from __future__ import annotations
 
@@ -71,9 +74,19 @@ class ArraySource:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def batch(self, idx: torch.Tensor) -> torch.Tensor:
-        """float [B, C_native, H, W] in [0, 1]."""
-        x = self.images[idx]
+    def on(self, device: torch.device) -> torch.Tensor:
+        """The uint8 images on `device`, copied there once (an accelerator then gathers, crops and
+        normalises its batches itself: no host work or transfer per step)."""
+        if device.type == "cpu":
+            return self.images
+        cache = self.__dict__.setdefault("_on_device", {})
+        if device not in cache:
+            cache[device] = self.images.to(device)
+        return cache[device]
+
+    def batch(self, idx: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+        """float [B, C_native, H, W] in [0, 1] (on `device`, default: where the images are)."""
+        x = self.on(device)[idx.to(device)] if device is not None else self.images[idx]
         x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
         return x.float().div_(255.0)
 
@@ -109,8 +122,8 @@ def finish(x: torch.Tensor, pre: Preprocess) -> torch.Tensor:
         else:
             raise DataError(f"cannot feed {x.shape[1]}-channel images to a {pre.channels}-channel "
                             f"model")
-    mean = torch.tensor(pre.mean, dtype=x.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(pre.std, dtype=x.dtype).view(1, -1, 1, 1)
+    mean = torch.tensor(pre.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(pre.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - mean) / std
 
 
@@ -160,10 +173,10 @@ def crop_resize(x: torch.Tensor, params: torch.Tensor, resolution: int) -> torch
     With the full box and no flip this samples exactly where `resize` does.
     """
     b = x.shape[0]
-    p = params.to(torch.float32)
+    p = params.to(device=x.device, dtype=torch.float32)
     x0, y0, w, h, flip = p.unbind(1)
     sx = torch.where(flip > 0.5, -w, w)
-    theta = torch.zeros(b, 2, 3, dtype=x.dtype)
+    theta = torch.zeros(b, 2, 3, dtype=x.dtype, device=x.device)
     theta[:, 0, 0] = sx
     theta[:, 0, 2] = 2 * x0 + w - 1
     theta[:, 1, 1] = h
@@ -359,19 +372,23 @@ class Loader:
         order, params = self._plan()
         n = len(order)
         nb = n // self.batch_size if self.train else math.ceil(n / self.batch_size)
-        if isinstance(self.src, ArraySource):
+        if isinstance(self.src, ArraySource):  # preloaded: the batch is built where it is used
+            dev = self.device
+            labels = self.src.labels if dev.type == "cpu" else self._device_labels()
             for b in range(nb):
                 sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
                 idx = order[sl]
-                x = self.src.batch(idx)
+                x = self.src.batch(idx, dev if dev.type != "cpu" else None)
                 x = resize(x, self.pre.resolution) if params is None else \
                     crop_resize(x, params[sl], self.pre.resolution)
-                yield self._to_device(finish(x, self.pre), self.src.labels[idx])
+                yield finish(x, self.pre), labels[idx.to(dev)]
             return
         jobs = _FolderJobs(self.src, order[: nb * self.batch_size] if self.train else order,
                            params, self.pre.resolution)
+        cuda = self.device.type == "cuda"  # pinned host batches: asynchronous copies to the GPU
         dl = torch.utils.data.DataLoader(jobs, batch_size=self.batch_size, shuffle=False,
-                                         num_workers=self.workers, drop_last=self.train)
+                                         num_workers=self.workers, drop_last=self.train,
+                                         pin_memory=cuda, persistent_workers=False)
         it = iter(dl)
         while True:
             try:
@@ -382,6 +399,12 @@ class Loader:
                 lines = [ln for ln in str(exc).splitlines() if ln.strip()]
                 raise DataError(lines[-1].split("DataError: ", 1)[-1]) from None
             yield self._to_device(finish(x, self.pre), y)
+
+    def _device_labels(self) -> torch.Tensor:
+        cache = self.src.__dict__.setdefault("_labels_on", {})
+        if self.device not in cache:
+            cache[self.device] = self.src.labels.to(self.device)
+        return cache[self.device]
 
     def _to_device(self, x, y):
         if self.device.type != "cpu":
