@@ -112,6 +112,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output .tflite")
     p.add_argument("--target", default="cortex-m7", choices=TARGET_CHOICES, help=TARGET_HELP)
     p.add_argument("--no-verify", action="store_true", help="skip running both models in the TFLM wheel")
+    _patch_args(p)
     p.set_defaults(func=cmd_optimize)
 
     p = sub.add_parser(
@@ -239,12 +240,28 @@ def cmd_check(args) -> int:
     return 0 if all(r["fits"] for r in results) else 1
 
 
+def _patch_args(p) -> None:
+    p.add_argument("--patch", metavar="auto|RxC", help="patch-based inference: run the first stage patch by patch "
+                   "(STRIDED_SLICE + PAD + VALID convs + CONCATENATION, stock TFLM ops), grid chosen automatically "
+                   "or RxC; verified bit-exact in host TFLM on 100 inputs")
+    p.add_argument("--max-overhead", type=float, default=0.2, help="--patch: largest MAC overhead from halo "
+                   "recomputation, as a fraction (default 0.2 = 20 %%)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
 def cmd_optimize(args) -> int:
     from ..common.extras import require
+    if args.patch or getattr(args, "offline_plan", False):
+        require("tflm", "optimize --patch/--offline-plan (the rewrite and its bit-exactness check in host TFLM)")
+        from .patching.cli import run_optimize
+        return run_optimize(args)
     from . import reorder
     if not args.no_verify:
         require("tflm", "optimize (verification in the TFLM wheel; --no-verify skips it)")
     rep = reorder.optimize_file(args.model, args.out, target=args.target, verify=not args.no_verify)
+    if args.json:
+        print(json.dumps(rep, indent=1))
+        return 0
     print(f"{Path(args.model).name}: arena {rep['arena_before']:,} -> {rep['arena_after']:,} B "
           f"({rep['arena_before'] - rep['arena_after']:,} B saved, target {args.target}); "
           f"schedule peak {rep['peak_before']:,} -> {rep['peak_after']:,} B; order changed: {rep['changed']}")

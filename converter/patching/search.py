@@ -1,0 +1,106 @@
+"""Choose the split op and the patch grid that minimise the exact TFLM arena under a MAC-overhead limit.
+
+Every candidate is built and scored by the project's exact analyzer (the greedy plan and the grown
+persistent tail of the per-patch op copies decide, not a proxy). Pruning: a split cannot beat the
+best arena found when the original ops after it already need more (their live bytes are a lower
+bound on any plan, and the tail only grows); halo recomputation grows with the grid, so a grid row
+stops at the first grid over the MAC limit. The winner is verified bit-exact in host TFLM before
+anything is written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...common.tflite_model import TFLiteModel, load
+from .. import analyzer
+from .rewrite import MAX_GRID, rewrite
+from .stage import PatchError, split_candidates
+
+AUTO_GRID_MAX = 8
+
+
+@dataclass
+class Candidate:
+    split: int
+    grid: tuple[int, int]
+    data: bytes
+    arena: int            # min_arena_bytes on the target (what `check` compares)
+    macs: int
+
+    def key(self):
+        return (self.arena, self.macs, self.grid[0] * self.grid[1])
+
+
+def parse_grid(text: str) -> tuple[int, int] | None:
+    """'auto' -> None, 'RxC' -> (R, C)."""
+    if text == "auto":
+        return None
+    parts = text.lower().split("x")
+    try:
+        r, c = (int(p) for p in parts)
+    except ValueError:
+        raise PatchError(f"bad --patch '{text}': use auto or RxC, e.g. 3x3") from None
+    if not (1 <= r <= MAX_GRID and 1 <= c <= MAX_GRID) or r * c < 2:
+        raise PatchError(f"bad --patch '{text}': 1..{MAX_GRID} patches per side, at least 2 patches")
+    return r, c
+
+
+def _rest_bound(base: analyzer.Analysis, split: int) -> int:
+    """Live activation + scratch bytes of the unchanged ops after `split`: a lower bound on the head."""
+    return max((o.live_bytes + o.scratch_bytes for o in base.ops[split + 1:]), default=0)
+
+
+def _score(data: bytes, split: int, grid, target: str, macs0: int) -> Candidate:
+    nd = rewrite(data, split, grid)
+    nm = load(nd)
+    a = analyzer.analyze(nm, target)
+    return Candidate(split, grid, nd, a.min_arena_bytes, nm.macs)
+
+
+def _grids(fixed, h: int, w: int):
+    if fixed:
+        yield fixed
+        return
+    for r in range(1, min(AUTO_GRID_MAX, h) + 1):
+        for c in range(1, min(AUTO_GRID_MAX, w) + 1):
+            if r * c >= 2:
+                yield (r, c)
+
+
+def search(data: bytes, grid: tuple[int, int] | None, max_overhead: float, target: str = "cortex-m7",
+           split: int | None = None) -> tuple[Candidate | None, dict]:
+    """(best candidate or None, search stats). grid None = automatic."""
+    model: TFLiteModel = load(data)
+    analyzer.validate_for_tflm(model)
+    base = analyzer.analyze(model, target)
+    cands, reason = split_candidates(model)
+    if not cands:
+        raise PatchError(f"the first stage cannot be patched: {reason}")
+    if split is not None:
+        if split not in cands:
+            raise PatchError(f"op {split} does not end a patchable first stage")
+        cands = [split]
+    macs0 = max(model.macs, 1)
+    best: Candidate | None = None
+    tried = 0
+    for k in cands:
+        if best and _rest_bound(base, k) + base.tail_bytes >= best.arena:
+            continue
+        h, w = model.tensors[model.operators[k].outputs[0]].shape[1:3]
+        over_from = {}   # r -> first c over the limit
+        for g in _grids(grid, h, w):
+            r, c = g
+            if any(r >= rr and c >= cc for rr, cc in over_from.items()):
+                continue   # a finer grid than one already over the MAC limit
+            try:
+                cand = _score(data, k, g, target, macs0)
+            except PatchError:
+                continue
+            tried += 1
+            if cand.macs / macs0 - 1 > max_overhead + 1e-12:
+                over_from[r] = min(c, over_from.get(r, c))
+                continue
+            if best is None or cand.key() < best.key():
+                best = cand
+    return best, {"candidates": tried, "splits": cands, "base_arena": base.min_arena_bytes,
+                  "stage_limit": reason}
