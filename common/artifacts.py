@@ -13,6 +13,7 @@ HIL run folder  journal.jsonl (one fsync'd line per finished sample), run.json (
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,12 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise UserError(f"{what} {p} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{what} {p} is not usable JSON (nested too deeply)") from None
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def read_model_json(path: str | os.PathLike) -> dict:
@@ -63,10 +70,25 @@ def read_model_json(path: str | os.PathLike) -> dict:
             raise UserError(f"model.json {path}: 'preprocess' is not an object")
         for key in ("mean", "std"):
             v = pre.get(key)
-            if v is not None and (not isinstance(v, list) or not all(isinstance(x, (int, float)) for x in v)):
-                raise UserError(f"model.json {path}: preprocess.{key} must be a list of numbers")
+            if v is not None and (not isinstance(v, list) or not all(_is_number(x) for x in v)):
+                raise UserError(f"model.json {path}: preprocess.{key} must be a list of finite numbers")
+        if any(x <= 0 for x in pre.get("std") or []):
+            raise UserError(f"model.json {path}: preprocess.std values must be > 0")
         for key in ("resolution", "channels"):
             v = pre.get(key)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise UserError(f"model.json {path}: preprocess.{key} must be a positive integer")
+    for key in ("input", "output"):
+        io = doc.get(key)
+        if io is None:
+            continue
+        if not isinstance(io, dict):
+            raise UserError(f"model.json {path}: '{key}' is not an object")
+        if io.get("scale") is not None and not _is_number(io["scale"]):
+            raise UserError(f"model.json {path}: {key}.scale must be a finite number")
+        if io.get("zero_point") is not None and (not isinstance(io["zero_point"], int) or isinstance(io["zero_point"], bool)):
+            raise UserError(f"model.json {path}: {key}.zero_point must be an integer")
+    cls = doc.get("classes")
+    if cls is not None and (not isinstance(cls, list) or not all(isinstance(c, str) for c in cls)):
+        raise UserError(f"model.json {path}: 'classes' must be a list of names")
     return doc

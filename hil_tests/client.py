@@ -96,6 +96,20 @@ def _open_serial(url: str, baud: int, exclusive: bool):
         raise PortError(f"cannot open {url}: {exc}") from None
 
 
+# info% fields the host computes with: integers in a sane range (a garbled `max_frame=10**12` would
+# otherwise become a 1 TB filler write in resync, `bin=x` a ValueError)
+_INFO_INTS = {"bin": 1, "input": 1 << 24, "output": 1 << 24, "max_frame": 1 << 24, "clock_hz": 1 << 40,
+              "arena": 1 << 32, "arena_used": 1 << 32}
+
+
+def _checked_info(info: dict) -> dict:
+    for key, top in _INFO_INTS.items():
+        v = info.get(key)
+        if v is not None and (not isinstance(v, int) or not 0 <= v <= top):
+            raise ValueError(f"{key}={str(v)[:20]} is not an integer in 0..{top}")
+    return info
+
+
 class Client:
     def __init__(self, url: str, baud: int = 115200, timeout: float = 5.0, infer_timeout: float = 60.0,
                  exclusive: bool = True, binary: bool | None = None, retries: int = 5,
@@ -307,7 +321,7 @@ class Client:
                 raise WrongDevice(f"{self.url} answers name% but not info% (needs the netaug-mcu firmware): "
                                   f"{rep.lines[:2]}")
             try:
-                self.info = P.parse_info(body)
+                self.info = _checked_info(P.parse_info(body))
             except ValueError as exc:
                 raise ProtocolError(f"{self.url}: bad info% reply: {exc}") from None
             offered = int(self.info.get("bin", 0)) == 1

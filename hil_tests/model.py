@@ -61,6 +61,10 @@ def load_model(path: str | os.PathLike, meta_path: str | os.PathLike | None = No
     tin, tout = tfl.io_tensor("input"), tfl.io_tensor("output")
     if tin.dtype != "int8" or tout.dtype != "int8":
         raise ModelError(f"{path}: HIL needs a full-int8 model (input {tin.dtype}, output {tout.dtype})")
+    for which, t in (("input", tin), ("output", tout)):
+        if t.scale is None or t.zero_point is None or not t.scale > 0 or t.scale == float("inf") or t.nbytes < 1:
+            raise ModelError(f"{path}: the {which} tensor has no usable int8 quantization "
+                             f"(scale {t.scale}, zero point {t.zero_point}, {t.nbytes} bytes)")
     meta, mp = {}, None
     cands = [Path(meta_path)] if meta_path else [model_json_path(path), path.parent / "model.json"]
     for c in cands:

@@ -18,8 +18,9 @@ BLOAD_READY = "m-bload-ready"
 LOAD_DONE = "m-load-done"
 INFER_DONE = "m-infer-done"
 
-_LAP = re.compile(r"^m-lap-us-(\d+)$")
-_CYCLES = re.compile(r"^m-infer-cycles-(\d+)$")
+# at most 20 digits (a u64): int() of a garbled 5000-digit run raises ValueError (and takes time)
+_LAP = re.compile(r"^m-lap-us-([0-9]{1,20})$")
+_CYCLES = re.compile(r"^m-infer-cycles-([0-9]{1,20})$")
 _BRACKET = re.compile(r"^(?P<key>[a-z][a-z0-9-]*?)-\[(?P<body>.*)\]$")
 _MSG_START = re.compile(r"[me]-")
 
@@ -96,7 +97,7 @@ def parse_info(body: str) -> dict:
         if "=" not in item:
             raise ValueError(f"malformed info field {item!r}")
         k, v = item.split("=", 1)
-        out[k.strip()] = int(v) if re.fullmatch(r"-?\d+", v.strip()) else v.strip()
+        out[k.strip()] = int(v) if re.fullmatch(r"-?[0-9]{1,20}", v.strip()) else v.strip()
     return out
 
 

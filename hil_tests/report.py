@@ -5,23 +5,71 @@ import json
 from pathlib import Path
 
 from ..common import artifacts
+from ..common.errors import UserError
 from .client import HilError
 from .runner import ACCURACY, LATENCY
 
 
-def _load(path: Path) -> dict | None:
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _matrix(v) -> bool:
+    return isinstance(v, list) and all(isinstance(r, list) and len(r) == len(v) and all(_int(x) for x in r) for r in v)
+
+
+def _boards(v) -> bool:
+    return isinstance(v, list) and all(isinstance(b, dict) and isinstance(b.get("info") or {}, dict) for b in v)
+
+
+def _names(v) -> bool:
+    return isinstance(v, list) and all(isinstance(c, str) for c in v)
+
+
+# key -> (check, what it must be, required): what build_report and render_markdown read from each file
+_ACCURACY = {
+    "model": (lambda v: isinstance(v, str), "a path", False),
+    **{k: (_number, "a number", False) for k in ("device_top1", "host_tflm_top1", "bit_exact_rate",
+                                                  "top1_agreement_with_host", "samples_per_s")},
+    "samples": (_int, "an integer", False), "bit_exact": (_int, "an integer", False),
+    "complete": (lambda v: isinstance(v, bool), "true or false", False),
+    "confusion_matrix": (_matrix, "a square matrix of integers", False),
+    "classes": (_names, "a list of names", False), "boards": (_boards, "a list of board objects", False),
+}
+_LATENCY = {
+    **{k: (_number, "a number", True) for k in ("min_ms", "median_ms", "p90_ms", "max_ms")},
+    "model": (lambda v: isinstance(v, str), "a path", False),
+    "board": (lambda v: isinstance(v, dict), "an object", False),
+}
+
+
+def _load(path: Path, fields: dict) -> dict | None:
+    """accuracy.json / latency.json: None when absent, else an object whose fields have the types we read."""
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise HilError(f"{path}: not valid JSON ({exc})") from None
+        doc = artifacts.read_json(path, path.name)
+    except UserError as exc:
+        raise HilError(str(exc)) from None
+    if not isinstance(doc, dict):
+        raise HilError(f"{path}: not a JSON object (expected the output of `netaug-mcu hil`)")
+    for key, (ok, what, required) in fields.items():
+        v = doc.get(key)
+        if v is None and not required:
+            continue
+        if not ok(v):
+            raise HilError(f"{path}: '{key}' must be {what} (got {str(v)[:40]!r})")
+    return doc
 
 
 def build_report(out_dir: str, model_path: str | None = None, latency_path: str | None = None) -> dict:
     out = Path(out_dir)
-    acc = _load(out / ACCURACY)
-    lat = _load(Path(latency_path)) if latency_path else _load(out / LATENCY)
+    acc = _load(out / ACCURACY, _ACCURACY)
+    lat = _load(Path(latency_path), _LATENCY) if latency_path else _load(out / LATENCY, _LATENCY)
     if acc is None and lat is None:
         raise HilError(f"nothing to report in {out}: run `netaug-mcu hil accuracy --out {out}` and/or "
                        f"`netaug-mcu hil latency --out {out}` first")

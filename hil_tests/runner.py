@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..common import artifacts
+from ..common.errors import UserError
 from ..common.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
 from ..common.preprocess import preprocess as preprocess_images, quantize
 from . import protocol as P
@@ -88,13 +89,27 @@ def prepare_inputs(model: ModelInfo, dataset: str = "fashion-mnist", limit: int 
         if limit < 1:
             raise HilError("--limit must be >= 1")
         images, labels = images[:limit], labels[:limit]
-    x = preprocess_images(images, pre)
+    return quantize_inputs(model, images, pre), labels, pre
+
+
+def quantize_inputs(model: ModelInfo, images: np.ndarray, pre: dict) -> np.ndarray:
+    """uint8 images -> the model's int8 inputs; the preprocessing must give the model's input shape."""
     want = tuple(model.input.shape[1:])
+    res, ch = pre.get("resolution"), pre.get("channels")
+    # checked before any work: a model.json resolution of 10**9 must not allocate first
+    rr = tuple(res) if isinstance(res, (list, tuple)) else (res, res)
+    if len(want) != 3 or (res is not None and rr != want[:2]) or (ch is not None and ch != want[2]):
+        raise HilError(f"preprocessing ({res}x{res}, {ch} channels) does not give the model input {list(want)} "
+                       f"(check --preprocess-resolution/channels or model.json)")
+    for key in ("mean", "std"):
+        v = pre.get(key)
+        if v is not None and (not isinstance(v, list) or len(v) not in (1, want[2])):
+            raise HilError(f"preprocess {key} {v!r} needs 1 or {want[2]} values (the model's channels)")
+    x = preprocess_images(images, pre)
     if tuple(x.shape[1:]) != want:
         raise HilError(f"preprocessing gives {x.shape[1:]} but the model input is {want} "
                        f"(check --preprocess-resolution/channels or model.json)")
-    xq = quantize(x, model.input.scale, model.input.zero_point)
-    return xq, labels, pre
+    return quantize(x, model.input.scale, model.input.zero_point)
 
 
 # ---- journal -------------------------------------------------------------------------------------
@@ -108,6 +123,13 @@ class Journal:
 
     @staticmethod
     def read(path: Path, repair: bool = False) -> dict[int, dict]:
+        try:
+            return Journal._read(path, repair)
+        except OSError as exc:
+            raise JournalError(f"cannot read the journal {path}: {exc.strerror or exc}") from None
+
+    @staticmethod
+    def _read(path: Path, repair: bool) -> dict[int, dict]:
         """index -> record. A torn last line (crash mid-write) is dropped (and cut off when repair)."""
         recs: dict[int, dict] = {}
         if not path.exists():
@@ -120,11 +142,13 @@ class Journal:
             if chunk.strip():
                 try:
                     rec = json.loads(chunk)
-                    i = int(rec["i"])
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, RecursionError):
+                    rec = None
+                if not _valid_record(rec):
                     if end >= len(raw):  # torn tail
                         break
                     raise JournalError(f"{path}: corrupt line at byte {pos} (not the last line)") from None
+                i = rec["i"]
                 if end > len(raw):      # complete JSON but no newline yet: keep, newline added on repair
                     pass
                 if i in recs and recs[i]["q"] != rec["q"]:
@@ -158,6 +182,36 @@ class Journal:
             self.fh = None
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _valid_record(rec) -> bool:
+    """A journal line identifies its sample (i >= 0) and holds the device's int8 outputs (q)."""
+    return (isinstance(rec, dict) and _is_int(rec.get("i")) and rec["i"] >= 0 and isinstance(rec.get("q"), list)
+            and all(_is_int(v) and -128 <= v <= 127 for v in rec["q"]))
+
+
+def _check_summary_record(i: int, r: dict, num_classes: int) -> None:
+    """The fields `summarize` counts: labels and predictions of this model's classes, `exact` a bool."""
+    ok = all(_is_int(r.get(k)) and 0 <= r[k] < num_classes for k in ("y", "pred", "ref_pred"))
+    if not ok or not isinstance(r.get("exact"), bool) or len(r["q"]) != num_classes:
+        raise JournalError(f"journal record {i} does not belong to this model ({num_classes} classes): "
+                           f"label {str(r.get('y'))[:12]}, prediction {str(r.get('pred'))[:12]}, "
+                           f"{len(r['q'])} outputs")
+
+
+def read_run_meta(path: Path) -> dict:
+    """run.json of a journalled run (what --resume compares against)."""
+    try:
+        doc = artifacts.read_json(path, "run file")
+    except UserError as exc:
+        raise JournalError(str(exc)) from None
+    if not isinstance(doc, dict):
+        raise JournalError(f"run file {path} is not a JSON object")
+    return doc
+
+
 # ---- accuracy ------------------------------------------------------------------------------------
 @dataclass
 class ShardResult:
@@ -170,6 +224,8 @@ class ShardResult:
 
 def summarize(recs: dict[int, dict], n: int, num_classes: int) -> dict:
     idx = sorted(i for i in recs if i < n)
+    for i in idx:
+        _check_summary_record(i, recs[i], num_classes)
     labels = np.array([recs[i]["y"] for i in idx], dtype=np.int64)
     preds = np.array([recs[i]["pred"] for i in idx], dtype=np.int64)
     ref_preds = np.array([recs[i]["ref_pred"] for i in idx], dtype=np.int64)
@@ -216,7 +272,7 @@ def run_accuracy(ports: list[str], model_path: str, out_dir: str, dataset: str =
     if jpath.exists() and jpath.stat().st_size > 0 and not resume:
         raise JournalError(f"{jpath} exists: add --resume to continue it, or choose a new --out")
     if resume and mpath.exists():
-        old = json.loads(mpath.read_text())
+        old = read_run_meta(mpath)
         for k in ("model_sha256", "dataset", "preprocess"):
             if old.get(k) != meta[k]:
                 raise JournalError(f"--resume: {k} differs from the journalled run in {out} "

@@ -77,6 +77,26 @@ class Faults:
         return f
 
 
+def _printable(text: str) -> str:
+    """Received bytes echoed in an error line: printable ASCII only (the reply must stay one ASCII line)."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)
+
+
+def _u32(tok: str) -> int:
+    """The firmware's parse_u32: decimal digits only, at most 0x7FFFFFFF (int() would take '+1', '1_0',
+    ' 1' and any size: `infer 99999999999` would then keep the board busy for hours)."""
+    if not tok or not tok.isascii() or not tok.isdigit() or len(tok) > 10 or int(tok) > 0x7FFFFFFF:
+        raise ValueError(f"not a count: {tok[:12]!r}")
+    return int(tok)
+
+
+def _hex32(tok: str) -> int:
+    """The firmware's parse_hex32: 1 to 8 hex digits."""
+    if not tok or len(tok) > 8 or any(c not in "0123456789abcdefABCDEF" for c in tok):
+        raise ValueError(f"not a crc32: {tok[:12]!r}")
+    return int(tok, 16)
+
+
 class BoardEngine:
     """Protocol state machine of one device. feed() takes received bytes, returns bytes to send."""
 
@@ -130,7 +150,7 @@ class BoardEngine:
                 out += self._noise() + b"\r\n"
             if f.garbage_every and self.lines_out % f.garbage_every == 0:
                 out += self._noise()
-            out += line.encode("ascii") + b"\r\n"
+            out += line.encode("ascii", "replace") + b"\r\n"   # the protocol is ASCII (echoes are sanitised)
         return bytes(out)
 
     def _noise(self) -> bytes:
@@ -211,8 +231,7 @@ class BoardEngine:
         cmd = toks[0] if toks else ""
         handler = getattr(self, f"_cmd_{cmd}", None) if cmd.isalpha() else None
         if handler is None:
-            shown = "".join(c if " " <= c <= "~" else "?" for c in cmd[:24])  # echo printable ASCII only
-            return self._lines([f"e-[Unknown command: {shown}]", P.READY])
+            return self._lines([f"e-[Unknown command: {_printable(cmd[:24])}]", P.READY])
         return handler(toks[1:], now)
 
     def _cmd_name(self, args, now):
@@ -235,7 +254,7 @@ class BoardEngine:
     def _cmd_db(self, args, now):
         if len(args) == 2 and args[0] == "load":
             try:
-                n = int(args[1])
+                n = _u32(args[1])
             except ValueError:
                 return self._lines(["e-[Command 'db load' requires the # of bytes]", P.READY])
             if n != self.in_bytes:
@@ -254,7 +273,7 @@ class BoardEngine:
         except ValueError:
             bad = next(hexs[i:i + 2] for i in range(0, len(hexs), 2)
                        if any(c not in "0123456789abcdefABCDEF" for c in hexs[i:i + 2]))
-            return self._lines([f"e-[Invalid hex digit '{bad}']", P.READY])
+            return self._lines([f"e-[Invalid hex digit '{_printable(bad)}']", P.READY])
         if len(self.db_buf) + len(data) > self.db_expect:
             return self._lines([f"e-[db data beyond {self.db_expect} bytes]", P.READY])
         self.db_buf += data
@@ -265,7 +284,7 @@ class BoardEngine:
 
     def _cmd_bload(self, args, now):
         try:
-            n, crc = int(args[0]), int(args[1], 16)
+            n, crc = _u32(args[0]), _hex32(args[1])
             if len(args) != 2:
                 raise ValueError
         except (ValueError, IndexError):
@@ -291,8 +310,10 @@ class BoardEngine:
             self.resets += 1
             return self.boot()
         try:
-            n = int(args[0]) if args else 1
-            w = int(args[1]) if len(args) > 1 else 0
+            n = _u32(args[0]) if args else 1
+            w = _u32(args[1]) if len(args) > 1 else 0
+            if len(args) > 2:
+                raise ValueError("too many arguments")
         except ValueError:
             return self._lines(["e-[infer needs <N> [<W>]]", P.READY])
         if n < 1:

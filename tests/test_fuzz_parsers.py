@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 import fuzz_targets as F
 
 # examples per parser in the suite (the whole file runs in well under a minute on one core)
-EXAMPLES = {"tflite": 150}
+EXAMPLES = {"tflite": 150, "model_json": 100, "hil_journal": 120, "hil_results": 100, "train_config": 60,
+            "serial_host": 100, "serial_device": 120}
 
 
 def _fuzz(name: str):
@@ -59,3 +60,61 @@ def test_classify_flags_uncaught_exceptions():
     for exc in (ValueError("x"), UserError("two\nlines"), UserError(""), KeyError("k")):
         with pytest.raises(F.Finding):
             F.classify(runner(exc), 0)
+
+
+def _rec(**kw) -> str:
+    r = {"i": 0, "y": 0, "pred": 0, "ref_pred": 0, "exact": True, "q": [0] * F.N_CLASSES}
+    r.update(kw)
+    return F.json.dumps(r)
+
+
+_LAT = F.latency_seed()
+# Inputs the fuzzing found (or that its input classes cover) which escaped as uncaught exceptions before
+# the fixes; each must now be a clean rejection (or acceptance).
+REGRESSIONS = [
+    ("hil_journal", (b'{"i": Infinity}\n' + _rec().encode() + b"\n", None)),            # OverflowError
+    ("hil_journal", (b'{"i": 0}\n{"i": 0}\n' + _rec().encode() + b"\n", None)),        # KeyError 'q'
+    ("hil_journal", (b"[" * 100_000 + b"\n" + _rec().encode() + b"\n", None)),           # RecursionError
+    ("hil_journal", (_rec(y=12).encode() + b"\n", None)),                                # IndexError in summarize
+    ("hil_journal", (_rec(y=-1).encode() + b"\n", None)),                                # silently counted as class 9
+    ("hil_journal", (_rec().encode() + b"\n", b"[1]")),                                  # run.json not an object
+    ("model_json", b'{"input": {"scale": "abc"}}'),                                      # ValueError in load_model
+    ("model_json", b"[" * 100_000),                                                      # RecursionError
+    ("model_json", b'{"preprocess": {"resolution": 4096}}'),                             # a 671 GB resize first
+    ("model_json", b'{"classes": 5}'),
+    ("hil_results", (b"[]", None)),                                                      # AttributeError
+    ("hil_results", (None, F.json.dumps(dict(_LAT, min_ms=None)).encode())),             # TypeError in format
+    ("hil_results", (None, F.json.dumps(dict(_LAT, median_ms="2")).encode())),           # ValueError in format
+    ("hil_results", (b'{"boards": [1]}', None)),
+    ("train_config", (".yaml", b"\xff\xfe epochs: 3")),                                   # UnicodeDecodeError
+    ("train_config", (".yaml", b"epochs: 1e400\n")),                                     # OverflowError
+    ("train_config", (".json", b'{"aug_width": [1, {}]}')),                              # TypeError
+    ("train_config", (".yaml", b"teacher: " + b"x" * 5000 + b"\n")),                     # OSError ENAMETOOLONG
+    ("train_config", (".yaml", F.YAML_SPECIALS[1].encode())),                            # alias bomb
+    ("serial_device", [(b"db load 1024%db \xff\xff%", 0.0)]),                            # UnicodeEncodeError
+    ("serial_device", [(b"infer 99999999999 0%infer +1%", 0.0)]),                        # int() took any size
+    ("serial_host", {"binary": None, "plan": {3: ("replace", 0, b"m-info-[bin=x,input=1024]\r\nm-ready\r\n", b"")}}),
+    ("serial_host", {"binary": True, "plan": {3: ("replace", 0, b"m-info-[bin=1,max_frame=999999999999]\r\n"
+                                                                 b"m-ready\r\n", b"")}}),
+    ("serial_host", {"binary": True, "plan": {6: ("line", 0, b"m-lap-us-" + b"9" * 5000 + b"\r\n", b"")}}),
+]
+
+
+@pytest.mark.parametrize("name,value", REGRESSIONS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(REGRESSIONS)])
+def test_found_inputs_are_handled(name, value):
+    F.classify(F.targets()[name], value)
+
+
+def test_names_with_control_characters_stay_one_line():
+    """A corrupt tensor name with a newline must not split the error messages that quote it."""
+    from netaug_mcu.common.tflite_model import load
+    data = F.TINY_MODELS[0].read_bytes()
+    name = load(data).tensors[0].name.encode()
+    bad = data.replace(name, b"\n" + name[1:], 1)
+    assert all("\n" not in t.name and t.name.isprintable() for t in load(bad).tensors)
+
+
+def test_intact_serial_session_is_accepted():
+    """The host decoder target is not vacuous: an uncorrupted session completes (bit-exact with host TFLM)."""
+    for binary in (True, False):
+        assert F.classify(F.targets()["serial_host"], {"binary": binary, "plan": {}}) == ("accepted", "")

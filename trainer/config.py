@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,8 +121,12 @@ class TrainConfig:
         if self.workers < 0:
             bad(f"--workers must be >= 0 (got {self.workers})")
         for flag, path in (("--teacher", self.teacher), ("--init-from", self.init_from)):
-            if path and not Path(path).expanduser().is_file():
-                bad(f"{flag} {path}: file not found")
+            try:
+                found = not path or Path(path).expanduser().is_file()
+            except (OSError, ValueError) as exc:   # ENAMETOOLONG, a NUL byte, ...: is_file() only hides ENOENT
+                bad(f"{flag} {str(path)[:60]}: unusable path ({getattr(exc, 'strerror', None) or exc})")
+            if not found:
+                bad(f"{flag} {str(path)[:60]}: file not found")
         for name in ("train_limit", "val_limit", "test_limit"):
             v = getattr(self, name)
             if v is not None and v < 1:
@@ -132,13 +137,18 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
 def parse_float_list(text: str | list | None, flag: str) -> list[float] | None:
-    if text is None or isinstance(text, list):
-        return None if text is None else [float(v) for v in text]
+    if text is None:
+        return None
+    items = text if isinstance(text, list) else str(text).replace(" ", "").split(",")
     try:
-        vals = [float(v) for v in str(text).replace(" ", "").split(",") if v != ""]
-    except ValueError:
+        if any(isinstance(v, (bool, list, dict)) for v in items):   # a config file's [true, [1]]
+            raise ValueError
+        vals = [float(v) for v in items if v != ""]
+    except (ValueError, TypeError, OverflowError):
         raise TrainError(f"{flag} expects comma-separated numbers like 1,1.8,2.6 "
-                         f"(got {text!r})") from None
+                         f"(got {str(text)[:60]!r})") from None
+    if not all(math.isfinite(v) for v in vals):
+        raise TrainError(f"{flag} expects finite numbers (got {str(text)[:60]!r})")
     if not vals:
         raise TrainError(f"{flag} expects comma-separated numbers like 1,1.8,2.6 (got {text!r})")
     return vals
@@ -148,7 +158,11 @@ def load_config_file(path: str) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise TrainError(f"config file {path} not found")
-    text = p.read_text()
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or "not a text file (binary or not UTF-8)"
+        raise TrainError(f"cannot read config file {path}: {why}") from None
     try:
         if p.suffix.lower() == ".json":
             data = json.loads(text)
@@ -178,6 +192,9 @@ def _coerce(key: str, value: Any) -> Any:
         return None
     if key in ("aug_width", "aug_expand"):
         return parse_float_list(value, "--" + key.replace("_", "-"))
+    if isinstance(value, (list, dict)):
+        # only the two list options take a list; str() of a YAML alias bomb would never return
+        raise TrainError(f"option {key!r}: expected a single value, got a {type(value).__name__}")
     default = FIELDS[key].default
     typ = type(default) if default is not None else None
     if key in ("train_limit", "val_limit", "test_limit"):
@@ -190,8 +207,8 @@ def _coerce(key: str, value: Any) -> Any:
         if typ is bool and isinstance(value, str):
             return value.lower() in ("1", "true", "yes", "on")
         return typ(value) if typ is not None else value
-    except (TypeError, ValueError):
-        raise TrainError(f"option {key!r}: cannot use {value!r} as {typ.__name__}") from None
+    except (TypeError, ValueError, OverflowError):   # OverflowError: int(1e400) from a config file
+        raise TrainError(f"option {key!r}: cannot use {str(value)[:60]!r} as {typ.__name__}") from None
 
 
 def make_config(file_values: dict[str, Any] | None = None,
