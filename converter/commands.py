@@ -246,12 +246,14 @@ def _patch_args(p) -> None:
                    "or RxC; verified bit-exact in host TFLM on 100 inputs")
     p.add_argument("--max-overhead", type=float, default=0.2, help="--patch: largest MAC overhead from halo "
                    "recomputation, as a fraction (default 0.2 = 20 %%)")
+    p.add_argument("--offline-plan", action="store_true", help="also write an OfflineMemoryAllocation arena plan "
+                   "(tensor offsets TFLM honours; never larger than TFLM's greedy plan on cortex-m7 and host)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def cmd_optimize(args) -> int:
     from ..common.extras import require
-    if args.patch or getattr(args, "offline_plan", False):
+    if args.patch or args.offline_plan:
         require("tflm", "optimize --patch/--offline-plan (the rewrite and its bit-exactness check in host TFLM)")
         from .patching.cli import run_optimize
         return run_optimize(args)

@@ -25,6 +25,8 @@ def _print_patch(rep: dict, name: str) -> None:
 
 
 def _print_plan(rep: dict) -> None:
+    print(f"offline arena plan ({rep['method']}, {rep['planned_buffers']} buffers, live-bytes bound "
+          f"{rep['live_bound']:,} B), verified on {rep['verified']['inputs']} inputs in host TFLM:")
     for t, r in rep["targets"].items():
         print(f"  offline plan {t:9s}: head {r['greedy_head']:,} -> {r['planned_head']:,} B "
               f"(arena {r['arena_greedy']:,} -> {r['arena_planned']:,} B)")
@@ -39,9 +41,15 @@ def run_optimize(args) -> int:
         from .optimize import patch_bytes
         data, prep = patch_bytes(data, grid=args.patch, max_overhead=args.max_overhead, target=args.target)
         rep.update(prep)
-    if getattr(args, "offline_plan", False):
-        from ..offline_plan import plan_bytes
-        data, orep = plan_bytes(data)
+    if args.offline_plan:
+        from ..offline_plan import PlanError, plan_bytes
+        from .verify import bit_exact
+        planned, orep = plan_bytes(data)
+        v = bit_exact(data, planned)   # a wrong plan (overlapping live tensors) would corrupt outputs
+        if v["mismatches"]:
+            raise PlanError(f"offline-planned model differs on {v['mismatches']} of {v['inputs']} inputs; not written")
+        orep["verified"] = {k: v[k] for k in ("inputs", "mismatches", "arena_measured_after")}
+        data = planned
         rep["offline_plan"] = orep
     atomic_write(args.out, data)
     rep["out"] = args.out
@@ -50,7 +58,7 @@ def run_optimize(args) -> int:
         return 0
     if args.patch:
         _print_patch(rep, Path(args.model).name)
-    if getattr(args, "offline_plan", False):
+    if args.offline_plan:
         _print_plan(rep["offline_plan"])
     print(f"wrote {args.out}")
     return 0
