@@ -138,8 +138,9 @@ def evaluate(model, x, y, bs=1000):
     return 100.0 * correct / len(x)
 
 
-def run_arm(arm: str, seed: int, epochs: int, args, data, device, work: Path, log) -> dict:
-    """Train one arm; resumable from ``work/<arm>_s<seed>_e<epochs>.pt``; returns its record."""
+def run_arm(arm: str, seed: int, epochs: int, args, data, device, work: Path, log, teacher=None) -> dict:
+    """Train one arm; resumable from ``work/<arm>_s<seed>_e<epochs>.pt``; returns its record.
+    Arms: baseline, netaug, and with `teacher` (a frozen model) kd and netaug_kd (+ KD loss, T=1)."""
     import torch
     import torch.nn as nn
     from netaug_mcu.trainer.netaug.strategy import NetAugStrategy
@@ -151,11 +152,13 @@ def run_arm(arm: str, seed: int, epochs: int, args, data, device, work: Path, lo
         return json.loads(done_f.read_text())
     torch.manual_seed(seed)
     plain = build_model(args.model, args.resolution).to(device)
-    if arm == "baseline":
-        strat = BaselineStrategy()
+    if arm in ("kd", "netaug_kd") and teacher is None:
+        raise BenchError(f"arm {arm} needs a teacher")
+    if arm in ("baseline", "kd"):
+        strat = BaselineStrategy(teacher=teacher if arm == "kd" else None)
     else:
         strat = NetAugStrategy(None, aug_width=args.aug_width, aug_expand=args.aug_expand,
-                               alpha=args.alpha, seed=seed)
+                               alpha=args.alpha, seed=seed, teacher=teacher if arm == "netaug_kd" else None)
     torch.manual_seed(seed + 1000)  # super-net init (identical across resumes)
     module = strat.prepare(plain).to(device)
     opt = torch.optim.SGD(param_groups(module, args.wd), lr=args.lr, momentum=0.9, nesterov=True)
@@ -200,7 +203,7 @@ def run_arm(arm: str, seed: int, epochs: int, args, data, device, work: Path, lo
             loss_sum += loss * len(y)
             correct += float((logits.argmax(1) == y).sum())
             seen += len(y)
-        if arm == "baseline":
+        if arm in ("baseline", "kd"):
             if args.baseline_reset_bn:
                 recalibrate_bn(module, calib_batches())
         else:
@@ -226,6 +229,8 @@ def run_arm(arm: str, seed: int, epochs: int, args, data, device, work: Path, lo
                last_epoch_test_top1=hist[-1]["test_acc"], final_train_top1=hist[-1]["train_acc"],
                epoch_seconds_mean=statistics.mean(h["seconds"] for h in hist),
                train_seconds=sum(h["seconds"] for h in hist), params=params, macs=macs)
+    if getattr(args, "save_models", False):  # e.g. a KD teacher, reloaded by bench/netaug_underfit.py
+        torch.save(plain_final.state_dict(), work / f"{tag}.model.pt")
     done_f.write_text(json.dumps(rec, indent=1))
     ck_f.unlink(missing_ok=True)
     return rec

@@ -331,3 +331,34 @@ def test_reset_bn_averages_across_ranks(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, env=env)
     assert "SYNCED_OK" in r.stdout, (r.stdout[-1000:], r.stderr[-2000:])
+
+
+def test_underfit_benchmark_arms_and_resume(tmp_path, capsys):
+    """bench/netaug_underfit.py: the four Table 2 arms + teacher, regime and gains written; a rerun
+    retrains nothing; bad input is a one-line error (exit 2)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("netaug_underfit", root / "bench/netaug_underfit.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "u" / "res"
+    argv = ["--train-images", "256", "--test-images", "200", "--calib-images", "128", "--epochs", "2",
+            "--teacher-epochs", "2", "--batch-size", "64", "--seeds", "0", "--resolution", "12",
+            "--no-equal-wall-clock", "--work", str(tmp_path / "w"), "--out", str(out)]
+    assert bench.main(argv) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert set(res["arms"]) == {"baseline", "kd", "netaug", "netaug_kd"}
+    assert set(res["gains_equal_epochs"]) == {"kd", "netaug", "netaug_kd"}
+    assert res["teacher"]["params"] > 10 * 3814 and res["protocol"]["full_protocol"] is False  # wider teacher
+    assert isinstance(res["regime"]["underfits"], bool)
+    assert len(res["arms"]["netaug"]["train_curve"]) == 2
+    assert out.with_suffix(".png").stat().st_size > 1000
+    capsys.readouterr()
+    assert bench.main(argv) == 0
+    assert "epoch 1/" not in capsys.readouterr().out
+    assert json.loads(out.with_suffix(".json").read_text())["gains_equal_epochs"] == res["gains_equal_epochs"]
+    assert bench.main(argv[:-4] + ["--train-images", "70000"]) == 2
+    assert "60000" in capsys.readouterr().err
