@@ -51,6 +51,17 @@ def unsupported_ops(model) -> list:
     return [op for op in model.ops if op.name not in TFLM_BUILTIN_OPS]
 
 
+def require_supported(model, name: str = "model", error: type | None = None) -> None:
+    """The gate's first rule: a model with an op the pinned TFLM build has no kernel for is an error
+    (exit 2) naming the op, for every command (analyze, check, optimize, evaluate, firmware, hil)."""
+    bad = unsupported_ops(model)
+    if bad:
+        from .errors import UserError
+        names = sorted({op.name for op in bad})
+        raise (error or UserError)(f"{name}: op #{bad[0].index} {bad[0].name} is not supported by TFLM (no kernel in the "
+                        f"pinned TFLM build; unsupported: {', '.join(names)})")
+
+
 def int8_only_ops(model) -> set[str]:
     """Ops (of INT8_REGISTRATIONS) whose every instance has int8 activations (and int8 weights)."""
     ok: dict[str, bool] = {}

@@ -7,6 +7,7 @@ documented `check --json` document.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 
 from ..common import boards, placement
@@ -32,18 +33,25 @@ class Budget:
         return max(self.sram_bytes - self.reserve_bytes, 0)
 
 
+MAX_SIZE = 1 << 40
+
+
 def parse_size(text: str) -> int:
     """'320K', '1M', '327680', '0x50000' -> bytes."""
-    s = str(text).strip().upper().replace("B", "").replace("I", "")
+    s = str(text).strip().upper()
+    if not s.startswith("0X"):
+        s = s.replace("IB", "").replace("B", "")
     mult = 1
     if s.endswith("K"):
         mult, s = 1024, s[:-1]
     elif s.endswith("M"):
         mult, s = 1024 * 1024, s[:-1]
     try:
-        v = int(s, 0) if s.lower().startswith("0x") else float(s)
+        v = int(s, 16) if s.startswith("0X") else float(s)
     except ValueError:
         raise AnalyzerError(f"bad size '{text}' (use bytes or K/M suffixes, e.g. 320K)") from None
+    if not math.isfinite(v) or v * mult > MAX_SIZE:
+        raise AnalyzerError(f"bad size '{text}': not a finite size up to 1 TiB")
     if v < 0:
         raise AnalyzerError(f"bad size '{text}': negative")
     return int(v * mult)

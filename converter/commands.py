@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..common import cliargs as ca
+from ..common.errors import UserError
 from ..common.fsio import atomic_write
 
 # = converter.analyzer.facts.TARGETS (kept literal: this module imports only the stdlib)
@@ -15,6 +17,20 @@ TARGET_HELP = ("memory model: 'cortex-m7' = 32-bit TFLM + CMSIS-NN (DSP, GCC) wi
                "(firmware); 'cortex-m4', 'cortex-m33' = the same ABI and CMSIS-NN DSP path; 'cortex-m55' = "
                "CMSIS-NN's MVE path (other scratch buffers); 'host' = the x86-64 tflite-micro Python wheel "
                "(reference kernels, recording allocator)")
+
+
+ALLOW_ESTIMATE_HELP = ("accept an estimated arena when the analyzer does not model an op's kernel allocations "
+                       "(without it such a model is an error, exit 2: the gate never claims a figure it cannot compute)")
+
+
+def _size(text: str) -> str:
+    """--sram/--flash/--reserve: checked while parsing ('320K', '1M', bytes); handlers parse it again."""
+    from .budget import parse_size
+    try:
+        parse_size(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def register(sub) -> None:
@@ -32,14 +48,14 @@ def register(sub) -> None:
     p.add_argument("checkpoint", nargs="?", help="model.pt written by `netaug-mcu train`")
     p.add_argument("--out", "-o", required=True, help="output .tflite path (the report goes next to it, .json)")
     p.add_argument("--zoo", metavar="NAME", help="convert a random-weight zoo model instead of a checkpoint")
-    p.add_argument("--resolution", type=int, help="--zoo: input resolution (default: the model's own)")
-    p.add_argument("--channels", type=int, default=3, help="--zoo: input channels (default 3)")
-    p.add_argument("--classes", type=int, default=10, help="--zoo: number of classes (default 10)")
-    p.add_argument("--calib-samples", type=int, default=None,
+    p.add_argument("--resolution", type=ca.RESOLUTION, help="--zoo: input resolution (default: the model's own)")
+    p.add_argument("--channels", type=ca.CHANNELS, default=3, help="--zoo: input channels (default 3)")
+    p.add_argument("--classes", type=ca.CLASSES, default=10, help="--zoo: number of classes (default 10)")
+    p.add_argument("--calib-samples", type=ca.COUNT, default=None,
                    help="calibration images from the training split (default 300; --zoo: 32 random inputs)")
     p.add_argument("--calib-data", metavar="NPY",
                    help="use this NHWC float32 .npy (already normalised) for calibration instead")
-    p.add_argument("--eval-samples", type=int, default=None,
+    p.add_argument("--eval-samples", type=ca.COUNT, default=None,
                    help="test images for the float/int8/TFLM comparison (default 1000, 0 = skip; "
                    "--zoo: random inputs, default 10)")
     p.add_argument("--dataset", help="dataset for calibration/evaluation (default: the checkpoint's; "
@@ -48,6 +64,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     p.set_defaults(func=_convert, extra="convert")
+    ca.declare_paths(p, inputs=("checkpoint", "calib_data"), out_files=("out",))
 
     e = sub.add_parser(
         "evaluate",
@@ -57,7 +74,7 @@ def register(sub) -> None:
         "prepared with netaug_mcu.common.preprocess (the same code the HIL host uses).")
     e.add_argument("model", help=".tflite file")
     e.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default) or an ImageFolder path")
-    e.add_argument("--eval-samples", type=int, default=1000, help="number of test images (default 1000, 0 = all)")
+    e.add_argument("--eval-samples", type=ca.COUNT, default=1000, help="number of test images (default 1000, 0 = all)")
     e.add_argument("--preprocess", metavar="JSON",
                    help="model.json whose 'preprocess' to use (default: MODEL's .json if present, else "
                    "resize to the input size, pixels in [0,1])")
@@ -65,6 +82,7 @@ def register(sub) -> None:
     e.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     e.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     e.set_defaults(func=_evaluate, extra="convert")
+    ca.declare_paths(e, inputs=("model", "preprocess"), out_files=("out",))
 
     p = sub.add_parser(
         "analyze", help="exact TFLM arena (head+tail), flash estimate and per-op memory of a .tflite",
@@ -78,29 +96,33 @@ def register(sub) -> None:
     p.add_argument("--plot", metavar="PNG", help="write per-op memory as stacked bars with the budget line")
     p.add_argument("--board", default="stm32f746g-disco", help="board whose SRAM budget the plot shows "
                                                               "(default stm32f746g-disco)")
-    p.add_argument("--reserve", help="RAM kept for stack/heap/firmware (default 16K+4K+8K)")
+    p.add_argument("--reserve", type=_size, help="RAM kept for stack/heap/firmware (default 16K+4K+8K)")
+    p.add_argument("--allow-estimate", action="store_true", help=ALLOW_ESTIMATE_HELP)
     p.set_defaults(func=cmd_analyze)
+    ca.declare_paths(p, inputs=("model",), out_files=("plot",))
 
     p = sub.add_parser(
         "check", help="CI gate: does the model fit a board's SRAM and flash? exit 0 fits, 1 over, 2 invalid",
         description="Check a .tflite against a board budget: arena (exact TFLM model) + reserve <= SRAM and "
                     "model + code <= flash. Exit 0 = fits, 1 = over budget (by how much, the peak op, what "
                     "would help), 2 = invalid input.")
-    p.add_argument("model", nargs="+", help=".tflite file(s) (several: e.g. from a pre-commit hook)")
+    p.add_argument("model", nargs="*", help=".tflite file(s) (several: e.g. from a pre-commit hook)")
     p.add_argument("--board", default=None, help="board profile (default stm32f746g-disco unless --sram/--flash "
                                                   "are both given); see --list-boards")
-    p.add_argument("--sram", help="override SRAM available to the arena region, e.g. 320K")
-    p.add_argument("--flash", help="override flash size, e.g. 1M")
-    p.add_argument("--reserve", help="RAM kept for stack, heap and firmware .data/.bss (default 28K = 16K stack "
+    p.add_argument("--sram", type=_size, help="override SRAM available to the arena region, e.g. 320K")
+    p.add_argument("--flash", type=_size, help="override flash size, e.g. 1M")
+    p.add_argument("--reserve", type=_size, help="RAM kept for stack, heap and firmware .data/.bss (default 28K = 16K stack "
                                      "+ 4K heap + 8K firmware)")
     p.add_argument("--target", default=None, choices=TARGET_CHOICES, help="memory model (default: the "
                                                                                   "board's)")
     p.add_argument("--json", dest="json_out", metavar="F", help="write the result as JSON to F ('-' = stdout)")
     p.add_argument("--junit", metavar="F", help="write a JUnit XML report to F (for CI test reporting)")
-    p.add_argument("--list-boards", action="store_true", help="list board profiles and exit")
+    p.add_argument("--list-boards", action="store_true", help="list board profiles and exit (no model needed)")
     p.add_argument("--sdram", action="store_true", help="let the arena/input buffer use the board's external "
                    "SDRAM (stm32f746g-disco: 8 MB at 0xC0000000, `firmware --sdram` initialises it)")
+    p.add_argument("--allow-estimate", action="store_true", help=ALLOW_ESTIMATE_HELP)
     p.set_defaults(func=cmd_check)
+    ca.declare_paths(p, out_files=("json_out", "junit"))  # models: checked by cmd_check (not for --list-boards)
 
     p = sub.add_parser(
         "optimize", help="reorder operators to minimise the TFLM arena (Liberis & Lane), verified",
@@ -114,6 +136,7 @@ def register(sub) -> None:
     p.add_argument("--no-verify", action="store_true", help="skip running both models in the TFLM wheel")
     _patch_args(p)
     p.set_defaults(func=cmd_optimize)
+    ca.declare_paths(p, inputs=("model",), out_files=("out",))
 
     p = sub.add_parser(
         "fit", help="largest input resolution of a zoo model that fits a board (SRAM and flash)",
@@ -121,15 +144,16 @@ def register(sub) -> None:
                     "the largest multiple of --step that fits the board.")
     p.add_argument("--zoo", required=True, help="zoo architecture name, e.g. mcunet-in1")
     p.add_argument("--board", default="stm32f746g-disco", help="board profile")
-    p.add_argument("--sram"), p.add_argument("--flash"), p.add_argument("--reserve")
-    p.add_argument("--channels", type=int, default=3)
-    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--sram", type=_size), p.add_argument("--flash", type=_size), p.add_argument("--reserve", type=_size)
+    p.add_argument("--channels", type=ca.CHANNELS, default=3)
+    p.add_argument("--classes", type=ca.CLASSES, default=10)
     p.add_argument("--step", type=int, default=16, choices=[8, 16], help="resolution multiple (default 16)")
-    p.add_argument("--min-res", type=int, default=32)
-    p.add_argument("--max-res", type=int, default=256)
+    p.add_argument("--min-res", type=ca.RESOLUTION, default=32)
+    p.add_argument("--max-res", type=ca.RESOLUTION, default=256)
     p.add_argument("--target", default=None, choices=TARGET_CHOICES, help=TARGET_HELP)
     p.add_argument("--json", dest="json_out", metavar="F", help="write the search table as JSON")
     p.set_defaults(func=cmd_fit, extra="convert")
+    ca.declare_paths(p, out_files=("json_out",))
 
 
 def _emit(rep: dict, as_json: bool) -> None:
@@ -153,11 +177,19 @@ def _convert(args) -> int:
         v = getattr(args, name)
         if v is not None and v < 0:
             raise ConvertError(f"--{name.replace('_', '-')} must be >= 0")
+    if args.zoo and args.calib_data:
+        raise ConvertError("--calib-data applies to checkpoints only")
+    from ..common.locks import output_lock
+    with output_lock(args.out, is_dir=False):
+        rep = _convert_locked(args)
+    _emit(rep, args.json)
+    return 0
+
+
+def _convert_locked(args) -> dict:
     from . import convert as cv
 
     if args.zoo:
-        if args.calib_data:
-            raise ConvertError("--calib-data applies to checkpoints only")
         rep = cv.convert_zoo(args.zoo, args.resolution, args.channels, args.classes, args.out,
                              calib_samples=args.calib_samples or 32,
                              check_samples=10 if args.eval_samples is None else args.eval_samples,
@@ -169,8 +201,7 @@ def _convert(args) -> int:
                                     eval_samples=1000 if args.eval_samples is None else args.eval_samples,
                                     dataset=args.dataset, calib_data=args.calib_data, quiet=args.quiet)
         rep["title"] = f"{args.checkpoint} -> {args.out}"
-    _emit(rep, args.json)
-    return 0
+    return rep
 
 
 def _evaluate(args) -> int:
@@ -190,8 +221,9 @@ def cmd_analyze(args) -> int:
     from . import analyzer, budget, memory_report
     if args.plot:
         require("plot", "analyze --plot")
+    bud = budget.budget(args.board, reserve=args.reserve) if args.board else None  # bad --board: before work
     a = analyzer.analyze(args.model, args.target, board=args.board)
-    bud = budget.budget(args.board, reserve=args.reserve) if args.board else None
+    require_exact(a, args.model, args.allow_estimate)
     if args.plot:
         memory_report.plot_memory(a, args.plot, bud)
     if args.json:
@@ -203,13 +235,24 @@ def cmd_analyze(args) -> int:
     return 0
 
 
-def check_file(model_path: str, bud, target: str | None = None) -> dict:
+def require_exact(a, model_path: str, allow_estimate: bool) -> None:
+    """The gate never claims an arena it cannot compute: unmodelled kernels need --allow-estimate."""
+    if a.unmodelled_ops and not allow_estimate:
+        raise UserError(f"{Path(model_path).name}: the kernel allocations of {', '.join(a.unmodelled_ops)} are "
+                        f"not modelled, so the arena ({a.arena_bytes} B) would be an estimate, not the exact "
+                        f"figure; pass --allow-estimate to accept an estimate")
+
+
+def check_file(model_path: str, bud, target: str | None = None, allow_estimate: bool = False) -> dict:
     """`check` of one .tflite: parse once, analyze once, the gate's verdict as the JSON document."""
     from ..common import placement
     from ..common.tflite_model import load
     from . import analyzer, budget
+    from ..common.tflm_ops import require_supported
     model = load(model_path)
+    require_supported(model, Path(model_path).name)
     a = analyzer.analyze(model, target or bud.target, board=bud.board)
+    require_exact(a, model_path, allow_estimate)
     return budget.check(a, bud, model_path, model.data, input_bytes=placement.input_buffer_bytes(model)).to_json()
 
 
@@ -222,11 +265,15 @@ def cmd_check(args) -> int:
             print(f"{n:18s} SRAM {b.sram_bytes // 1024:5d} KiB  flash {b.flash_bytes // 1024:5d} KiB  "
                   f"{b.clock_mhz} MHz  target {b.target}")
         return 0
+    if not args.model:
+        raise UserError("give one or more .tflite files (or --list-boards)")
+    for m in args.model:
+        ca.check_input_file(m, "model")
     board = args.board
     if board is None and not (args.sram and args.flash):
         board = "stm32f746g-disco"
     bud = budget.budget(board, args.sram, args.flash, args.reserve, external=args.sdram)
-    results = [check_file(m, bud, args.target) for m in args.model]
+    results = [check_file(m, bud, args.target, args.allow_estimate) for m in args.model]
     doc = results[0] if len(results) == 1 else results
     if args.json_out == "-":
         print(json.dumps(doc, indent=1))
@@ -237,6 +284,8 @@ def cmd_check(args) -> int:
     if args.json_out != "-":
         for res in results:
             memory_report.print_check(res)
+            for note in res["notes"] if args.allow_estimate else ():
+                print(f"  note: {note}")
     return 0 if all(r["fits"] for r in results) else 1
 
 
@@ -276,7 +325,13 @@ def cmd_optimize(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    from . import fit
+    from ..trainer import zoo
+    from . import budget, fit
+    if args.zoo not in zoo.MODELS:  # before any conversion
+        raise UserError(f"unknown zoo model {args.zoo!r} (choose from: {', '.join(zoo.MODELS)})")
+    if args.max_res < args.min_res:
+        raise UserError(f"--max-res {args.max_res} is below --min-res {args.min_res}")
+    budget.budget(args.board, args.sram, args.flash, args.reserve)  # an unknown --board fails now
     res = fit.fit_zoo(args.zoo, board=args.board, sram=args.sram, flash=args.flash, reserve=args.reserve,
                       channels=args.channels, classes=args.classes, step=args.step, min_res=args.min_res,
                       max_res=args.max_res, target=args.target)

@@ -91,6 +91,7 @@ def convert_module(model, preprocess: dict, out_tflite: str | os.PathLike, *,
     from .onnx_export import prepare_onnx
     from .quantize import onnx_to_int8_tflite
     from ..common.tflite_model import load as load_tflite
+    from ..common.tflm_ops import require_supported
     from .graph_checks import attach_origins, check_int8_io, check_tflm_compatible
 
     out = Path(out_tflite)
@@ -160,18 +161,27 @@ def convert_module(model, preprocess: dict, out_tflite: str | os.PathLike, *,
 
 # ---------------------------------------------------------------- data
 
-def calibration_inputs(preprocess: dict, n: int, dataset: str | None = None, seed: int = CALIB_SEED) -> np.ndarray:
+def _check_classes(classes, num_classes: int | None, dataset) -> None:
+    """A data set must have the model's classes (a 1-class folder for a 10-class model is an error)."""
+    if num_classes is not None and classes is not None and len(classes) != int(num_classes):
+        raise ConvertError(f"dataset {dataset} has {len(classes)} classes but the model has {num_classes} outputs")
+
+
+def calibration_inputs(preprocess: dict, n: int, dataset: str | None = None, seed: int = CALIB_SEED,
+                       num_classes: int | None = None) -> np.ndarray:
     """`n` training images (seeded random subset), preprocessed -> NHWC float32."""
-    x, _, _ = load_split(dataset or preprocess.get("dataset") or FASHION_MNIST, "train",
-                         int(preprocess["channels"]))
+    ds = dataset or preprocess.get("dataset") or FASHION_MNIST
+    x, _, classes = load_split(ds, "train", int(preprocess["channels"]))
+    _check_classes(classes, num_classes, ds)
     idx = np.random.default_rng(seed).permutation(len(x))[:n]
     return prep(x[np.sort(idx)], preprocess)
 
 
-def evaluation_inputs(preprocess: dict, n: int, dataset: str | None = None):
+def evaluation_inputs(preprocess: dict, n: int, dataset: str | None = None, num_classes: int | None = None):
     """First `n` test images -> (NHWC float32 inputs, labels, class names)."""
-    x, y, classes = load_split(dataset or preprocess.get("dataset") or FASHION_MNIST, "test",
-                               int(preprocess["channels"]))
+    ds = dataset or preprocess.get("dataset") or FASHION_MNIST
+    x, y, classes = load_split(ds, "test", int(preprocess["channels"]))
+    _check_classes(classes, num_classes, ds)
     n = len(x) if n is None or n <= 0 else min(n, len(x))
     return prep(x[:n], preprocess), y[:n], classes
 
@@ -189,15 +199,16 @@ def convert_checkpoint(model_pt: str | os.PathLike, out_tflite: str | os.PathLik
     pp = dict(ckpt["preprocess"])
     pp.setdefault("resolution", ckpt["arch"].get("resolution"))
     pp.setdefault("channels", ckpt["arch"].get("in_channels"))
+    n_out = ckpt["arch"].get("num_classes")
     if calib_data is not None:
         calib = _load_calib(calib_data)
     else:
         _log(f"calibration: {calib_samples} images from the {pp.get('dataset', 'fashion-mnist')} train split", quiet)
-        calib = calibration_inputs(pp, calib_samples, dataset)
+        calib = calibration_inputs(pp, calib_samples, dataset, num_classes=n_out)
     eval_x = eval_y = None
     classes = ckpt.get("classes")
     if eval_samples and eval_samples > 0:
-        eval_x, eval_y, ds_classes = evaluation_inputs(pp, eval_samples, dataset)
+        eval_x, eval_y, ds_classes = evaluation_inputs(pp, eval_samples, dataset, num_classes=n_out)
         classes = classes or ds_classes
     extra = {"source": {"checkpoint": str(Path(model_pt)), "arch": dict(ckpt["arch"])},
              "classes": classes, "eval_dataset": dataset or pp.get("dataset", "fashion-mnist"),
@@ -307,12 +318,14 @@ def evaluate_model(tflite_path: str | os.PathLike, dataset: str = "fashion-mnist
     """
     from .evaluate import evaluate_tflite
     from ..common.tflite_model import load as load_tflite
+    from ..common.tflm_ops import require_supported
 
     p = Path(tflite_path)
     if not p.is_file():
         raise ConvertError(f"model {p} does not exist")
     data = p.read_bytes()
     summary = load_tflite(data)
+    require_supported(summary, p.name)  # TFLM would fail on it (and print to fd 2)
     ishape = summary.io("input")["shape"]
     if len(ishape) != 4:
         raise ConvertError(f"model input must be NHWC 4-D, got shape {ishape}")
@@ -338,7 +351,8 @@ def evaluate_model(tflite_path: str | os.PathLike, dataset: str = "fashion-mnist
                            f"input {ishape}")
     pp.setdefault("resolution", int(ishape[1]))
     pp.setdefault("channels", int(ishape[3]))
-    x, y, classes = evaluation_inputs(pp, eval_samples, dataset)
+    oshape = summary.io("output")["shape"]
+    x, y, classes = evaluation_inputs(pp, eval_samples, dataset, num_classes=oshape[-1] if oshape else None)
     rep: dict[str, Any] = {"format": MODEL_JSON, "model_file": p.name, "eval_dataset": dataset,
                            "eval_split": "test", "preprocess": pp, "preprocess_source": pp_source}
     rep["input"], rep["output"] = summary.io("input"), summary.io("output")

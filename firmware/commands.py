@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..common import boards
+from ..common import cliargs as ca
 
 
 def register(sub) -> None:
@@ -25,16 +26,20 @@ def register(sub) -> None:
     p.add_argument("--build", action="store_true", help="also compile it (fw.elf, fw.bin)")
     p.add_argument("--fetch-deps", action="store_true",
                    help="get the pinned TFLM/CMSIS-NN sources from GitHub into the cache if missing")
-    p.add_argument("--baud", type=int, default=115200, help="UART baud rate (the ST-LINK VCP handles up to "
+    p.add_argument("--baud", type=ca.BAUD, default=115200, help="UART baud rate (the ST-LINK VCP handles up to "
                    "2 Mbaud; the host must use the same value)")
-    p.add_argument("--arena-bytes", type=int, default=None,
+    p.add_argument("--arena-bytes", type=ca.POSITIVE, default=None,
                    help="size the arena from this arena_used_bytes figure instead of asking the analyzer")
     p.add_argument("--name", default=None, help="model name reported by the device (default: file stem)")
-    p.add_argument("--jobs", "-j", type=int, default=2, help="parallel compile jobs")
+    p.add_argument("--jobs", "-j", type=ca.POSITIVE, default=2, help="parallel compile jobs")
     p.add_argument("--sdram", action="store_true", help="stm32f746g-disco: initialise the board's 8 MB SDRAM "
                    "(FMC, 0xC0000000) and place the arena/input buffer there when on-chip RAM is not enough")
+    p.add_argument("--allow-estimate", action="store_true",
+                   help="size the arena from an estimate when the analyzer does not model an op's kernel "
+                   "allocations (default: refuse, exit 2; or give --arena-bytes)")
     p.add_argument("--recording", action="store_true", help=argparse.SUPPRESS)  # calibration builds
     p.set_defaults(func=_cmd_firmware)
+    ca.declare_paths(p, inputs=("model",), out_dirs=("out",))
 
     f = sub.add_parser(
         "flash", help="program a built firmware into the STM32F746G-DISCO (st-flash or pyocd)",
@@ -50,22 +55,23 @@ def register(sub) -> None:
 def _cmd_firmware(args) -> int:
     from rich.console import Console
 
+    from ..common.locks import output_lock
     from . import build, generate, tflm_build
-    from .errors import FirmwareError
 
     console = Console(stderr=True)
 
     def log(msg):
         console.print(msg, markup=False, highlight=False)
 
-    if args.jobs < 1:
-        raise FirmwareError("--jobs must be >= 1")
     tree = None
     if args.fetch_deps:
         tree = tflm_build.require_tree(fetch=True, log=log)
-    proj = generate.generate(args.model, board=args.board, out=args.out, baud=args.baud,
-                             arena_bytes=args.arena_bytes, recording=args.recording, name=args.name,
-                             tree=tree, sdram=args.sdram, log=log)
+    if args.arena_bytes is None and not args.allow_estimate:
+        _require_exact_arena(args.model)
+    with output_lock(args.out):
+        proj = generate.generate(args.model, board=args.board, out=args.out, baud=args.baud,
+                                 arena_bytes=args.arena_bytes, recording=args.recording, name=args.name,
+                                 tree=tree, sdram=args.sdram, log=log)
     if args.build:
         if tree is None:
             tree = tflm_build.require_tree(fetch=False, log=log)
@@ -78,6 +84,19 @@ def _cmd_firmware(args) -> int:
     else:
         print(proj.out)
     return 0
+
+
+def _require_exact_arena(model_path: str) -> None:
+    """No arena sized from a figure the analyzer cannot compute (unmodelled kernel allocations)."""
+    from pathlib import Path
+
+    from ..common.errors import UserError
+    from .generate import analyze_model, read_model
+    a = analyze_model(read_model(Path(model_path)))
+    if a.unmodelled_ops:
+        raise UserError(f"{Path(model_path).name}: the kernel allocations of {', '.join(a.unmodelled_ops)} are not "
+                        "modelled, so the arena size would be a guess: give --arena-bytes N (e.g. measured with "
+                        "a --recording build) or --allow-estimate")
 
 
 def _cmd_flash(args) -> int:

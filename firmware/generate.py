@@ -15,7 +15,6 @@ TFLM itself is not copied: the Makefile points at the TFLM tree and the cached l
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -234,8 +233,8 @@ def generate(model_path, board: str = "stm32f746g-disco", out="build/fw", baud: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for f in ("main.cc", "board.h", tflm_build.core_spec(core)["device_h"], "startup.c", "sections.ld"):
-        shutil.copy(TEMPLATES / "common" / f, out / f)
-    shutil.copy(TEMPLATES / "boards" / b.firmware["template"] / "board.c", out / "board.c")
+        atomic_write(out / f, (TEMPLATES / "common" / f).read_bytes())
+    atomic_write(out / "board.c", (TEMPLATES / "boards" / b.firmware["template"] / "board.c").read_bytes())
     atomic_write(out / "link.ld", linker_script(b, plan))
     atomic_write(out / "board_config.h", board_config(b))
     atomic_write(out / "model_data.c", model_c_array(model.data))

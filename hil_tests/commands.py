@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
+from ..common import cliargs as ca
 from ..common.errors import UserError
 
 
@@ -13,9 +15,19 @@ class CliError(UserError):
 
 def _floats(text: str) -> list[float]:
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not vals or not all(math.isfinite(v) for v in vals):
+        raise argparse.ArgumentTypeError(f"expected comma-separated finite numbers, got {text!r}")
+    return vals
+
+
+def _stds(text: str) -> list[float]:
+    vals = _floats(text)
+    if any(v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"every std must be > 0, got {text!r}")
+    return vals
 
 
 def _pre_override(args) -> dict:
@@ -34,9 +46,9 @@ def _add_conn(p, many: bool = False) -> None:
         p.add_argument("--port", required=True, metavar="URL",
                        help="serial port or pyserial URL (/dev/ttyACM0, /dev/pts/N, socket://HOST:PORT, rfc2217://...), "
                             "`virtual` (a virtual board on --model) or `qemu:ELF`")
-    p.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200; ignored by ptys/sockets)")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a reply to a command (default 5)")
-    p.add_argument("--infer-timeout", type=float, default=120.0,
+    p.add_argument("--baud", type=ca.BAUD, default=115200, help="UART baud rate (default 115200; ignored by ptys/sockets)")
+    p.add_argument("--timeout", type=ca.SECONDS, default=5.0, help="seconds to wait for a reply to a command (default 5)")
+    p.add_argument("--infer-timeout", type=ca.SECONDS, default=120.0,
                    help="seconds to wait for an `infer` reply (default 120)")
 
 
@@ -44,9 +56,9 @@ def _add_pre(p) -> None:
     g = p.add_argument_group("preprocessing (only needed when no model.json sits next to the model)")
     g.add_argument("--model-json", metavar="F", help="model.json to use (default: MODEL.json or model.json beside MODEL)")
     g.add_argument("--preprocess-mean", type=_floats, metavar="M[,M..]", help="per-channel mean")
-    g.add_argument("--preprocess-std", type=_floats, metavar="S[,S..]", help="per-channel std")
-    g.add_argument("--preprocess-resolution", type=int, metavar="R", help="resize to RxR (default: model input)")
-    g.add_argument("--preprocess-channels", type=int, metavar="C", help="channels (default: model input)")
+    g.add_argument("--preprocess-std", type=_stds, metavar="S[,S..]", help="per-channel std")
+    g.add_argument("--preprocess-resolution", type=ca.RESOLUTION, metavar="R", help="resize to RxR (default: model input)")
+    g.add_argument("--preprocess-channels", type=ca.CHANNELS, metavar="C", help="channels (default: model input)")
 
 
 def register(sub) -> None:
@@ -57,21 +69,22 @@ def register(sub) -> None:
                     "for `make demo`, CI and `netaug-mcu hil`. Runs until Ctrl-C / SIGTERM.")
     vb.add_argument("model", help="int8 .tflite model")
     vb.add_argument("--port-file", metavar="F", help="also write the port path/URL to F (atomically)")
-    vb.add_argument("--baud", type=int, default=0,
+    vb.add_argument("--baud", type=ca.COUNT, default=0,
                     help="emulate this UART line rate (10 bits/byte); default 0 = as fast as the pty goes")
-    vb.add_argument("--tcp", type=int, metavar="PORT", default=None,
+    vb.add_argument("--tcp", type=ca.LISTEN_PORT, metavar="PORT", default=None,
                     help="serve on socket://127.0.0.1:PORT instead of a pty (0 = any free port)")
     vb.add_argument("--fault", action="append", metavar="SPEC",
                     help="fault injection for tests, e.g. silent-after=N, reset-after=N, reset-every=N, "
                          "garbage-every=N, garbage-lines-every=N, corrupt-bload-every=N, vanish-after=N, "
                          "wrong-name, seed=S (repeatable or comma-separated)")
     vb.set_defaults(func=_virtual_board, extra="hil")
+    ca.declare_paths(vb, inputs=("model",), out_files=("port_file",))
 
     hil = sub.add_parser("hil", help="hardware-in-the-loop: on-device accuracy, latency, report",
                          description="Measure a model on a board, on QEMU or on the virtual board over the "
                                      "serial protocol (hil_tests/PROTOCOL.md).")
     hs = hil.add_subparsers(dest="hil_command", metavar="SUBCOMMAND")
-    hil.set_defaults(func=lambda a: (hil.print_help(), 2)[1])
+    hil.set_defaults(func=lambda a: _no_subcommand(hil))
 
     acc = hs.add_parser("accuracy", help="on-device top-1, confusion matrix and bit-exactness vs host TFLM",
                         description="Stream the test set to the device(s), collect the raw int8 outputs, compare with "
@@ -80,13 +93,14 @@ def register(sub) -> None:
     _add_conn(acc, many=True)
     acc.add_argument("--model", required=True, help="the int8 .tflite the device runs")
     acc.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist"], help="test set")
-    acc.add_argument("--limit", type=int, default=None, metavar="N", help="first N test images (default: all)")
+    acc.add_argument("--limit", type=ca.POSITIVE, default=None, metavar="N", help="first N test images (default: all)")
     acc.add_argument("--out", required=True, metavar="DIR", help="output directory (journal, accuracy.json)")
     acc.add_argument("--resume", action="store_true", help="continue the journal in DIR")
     acc.add_argument("--hex", action="store_true", help="force MLPerf `db` hex loading even if bload is offered")
     acc.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_pre(acc)
     acc.set_defaults(func=_accuracy, extra="hil")
+    ca.declare_paths(acc, inputs=("model", "model_json"), out_dirs=("out",))
 
     lat = hs.add_parser("latency", help="per-inference latency from the device's own timer",
                         description="Per-inference time from the device timestamps (m-infer-cycles / clock_hz from "
@@ -94,11 +108,12 @@ def register(sub) -> None:
                                     "proxy, the virtual board's is host time; both are labelled.")
     _add_conn(lat)
     lat.add_argument("--model", help="the .tflite (optional: a real test image as input, shape check)")
-    lat.add_argument("--runs", type=int, default=20, help="timed runs (default 20)")
-    lat.add_argument("--warmup", type=int, default=3, help="warm-up invokes first (default 3)")
+    lat.add_argument("--runs", type=ca.POSITIVE, default=20, help="timed runs (default 20)")
+    lat.add_argument("--warmup", type=ca.COUNT, default=3, help="warm-up invokes first (default 3)")
     lat.add_argument("--out", metavar="DIR", help="also write DIR/latency.json")
     lat.add_argument("--model-json", metavar="F", help=argparse.SUPPRESS)
     lat.set_defaults(func=_latency, extra="hil")
+    ca.declare_paths(lat, inputs=("model", "model_json"), out_dirs=("out",))
 
     rep = hs.add_parser("report", help="markdown + JSON report from the accuracy/latency results in DIR",
                         description="Float vs int8 vs on-device accuracy, bit-exact rate, latency, arena, board info "
@@ -107,10 +122,16 @@ def register(sub) -> None:
     rep.add_argument("--model", help="model (default: the one recorded in accuracy.json)")
     rep.add_argument("--latency", metavar="F", help="latency.json elsewhere")
     rep.set_defaults(func=_report)
+    ca.declare_paths(rep, inputs=("model", "latency"))
 
     info = hs.add_parser("info", help="identify the device on a port (name, profile, info%%)")
     _add_conn(info)
     info.set_defaults(func=_info, extra="hil")
+
+
+def _no_subcommand(parser) -> int:
+    parser.print_help()
+    raise CliError("give a SUBCOMMAND: accuracy, latency, report or info (see netaug-mcu hil --help)")
 
 
 def _virtual_board(args) -> int:
@@ -119,11 +140,13 @@ def _virtual_board(args) -> int:
 
 
 def _accuracy(args) -> int:
+    from ..common.locks import output_lock
     from .runner import run_accuracy
-    s = run_accuracy(args.port, args.model, args.out, dataset=args.dataset, limit=args.limit, resume=args.resume,
-                     preprocess=_pre_override(args), baud=args.baud, timeout=args.timeout,
-                     infer_timeout=args.infer_timeout, binary=False if args.hex else None,
-                     progress=not args.no_progress and sys.stderr.isatty(), meta_path=args.model_json)
+    with output_lock(args.out):
+        s = run_accuracy(args.port, args.model, args.out, dataset=args.dataset, limit=args.limit, resume=args.resume,
+                         preprocess=_pre_override(args), baud=args.baud, timeout=args.timeout,
+                         infer_timeout=args.infer_timeout, binary=False if args.hex else None,
+                         progress=not args.no_progress and sys.stderr.isatty(), meta_path=args.model_json)
     print(f"on-device top-1 {s['device_top1']:.2f} % ({s['correct']}/{s['samples']}), host TFLM "
           f"{s['host_tflm_top1']:.2f} %, bit-exact {s['bit_exact']}/{s['samples']}, "
           f"{s['new_samples']} new samples ({s['resumed_from']} from the journal) at "
@@ -135,21 +158,44 @@ def _accuracy(args) -> int:
 
 
 def _latency(args) -> int:
+    import contextlib
+
+    from ..common.locks import output_lock
     from .runner import run_latency
-    r = run_latency(args.port, args.model, runs=args.runs, warmup=args.warmup, baud=args.baud, timeout=args.timeout,
-                    infer_timeout=args.infer_timeout, out_dir=args.out, meta_path=args.model_json)
+    with output_lock(args.out) if args.out else contextlib.nullcontext():
+        r = run_latency(args.port, args.model, runs=args.runs, warmup=args.warmup, baud=args.baud,
+                        timeout=args.timeout, infer_timeout=args.infer_timeout, out_dir=args.out,
+                        meta_path=args.model_json)
     print(f"latency per inference over {r['runs']} runs: min {r['min_ms']:.3f} ms, median {r['median_ms']:.3f} ms, "
           f"p90 {r['p90_ms']:.3f} ms, max {r['max_ms']:.3f} ms  [{r['timer']}: {r['timer_label']}]")
     return 0
 
 
 def _report(args) -> int:
+    from pathlib import Path
+
     from .report import build_report
+    from .runner import ACCURACY, LATENCY
+    for f in (Path(args.out) / ACCURACY, Path(args.latency) if args.latency else Path(args.out) / LATENCY):
+        _require_json_object(f)
     rep = build_report(args.out, args.model, args.latency)
     a = rep.get("accuracy") or {}
     print(f"report -> {args.out}/report.md, {args.out}/report.json"
           + (f" (device top-1 {a.get('device_top1')} %, bit-exact rate {a.get('bit_exact_rate')})" if a else ""))
     return 0
+
+
+def _require_json_object(path) -> None:
+    """A results file, when present, must be a JSON object (a list or binary junk is bad input)."""
+    import json
+    if not path.is_file():
+        return
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CliError(f"{path}: not valid JSON ({' '.join(str(exc).split())[:120]})") from None
+    if not isinstance(doc, dict):
+        raise CliError(f"{path}: expected a JSON object, got {type(doc).__name__}")
 
 
 def _info(args) -> int:

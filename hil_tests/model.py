@@ -11,6 +11,7 @@ from ..common.artifacts import model_json_path, read_model_json
 from ..common.errors import UserError
 from ..common.host_tflm import HostTFLM
 from ..common.tflite_model import IOTensor, TFLiteError, load
+from ..common.tflm_ops import require_supported
 
 
 class ModelError(UserError):
@@ -56,6 +57,7 @@ def load_model(path: str | os.PathLike, meta_path: str | os.PathLike | None = No
         tfl = load(path)
     except TFLiteError as exc:
         raise ModelError(f"{path}: not a readable .tflite model ({exc})") from None
+    require_supported(tfl, str(path))
     if len(tfl.inputs) != 1 or len(tfl.outputs) != 1:
         raise ModelError(f"{path}: expected 1 input and 1 output, got {len(tfl.inputs)}/{len(tfl.outputs)}")
     tin, tout = tfl.io_tensor("input"), tfl.io_tensor("output")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..common import artifacts
 from ..common.errors import UserError
+from ..common.fsio import atomic_write_many
 from .client import HilError
 from .runner import ACCURACY, LATENCY
 
@@ -115,8 +116,7 @@ def build_report(out_dir: str, model_path: str | None = None, latency_path: str 
         "board": board,
         "arena": {"arena_bytes": board.get("arena"), "arena_used_bytes": board.get("arena_used")},
     }
-    (out / "report.json").write_text(json.dumps(rep, indent=2) + "\n")
-    (out / "report.md").write_text(render_markdown(rep))
+    atomic_write_many({out / "report.json": json.dumps(rep, indent=2) + "\n", out / "report.md": render_markdown(rep)})
     return rep
 
 

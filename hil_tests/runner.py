@@ -14,6 +14,7 @@ import numpy as np
 
 from ..common import artifacts
 from ..common.errors import UserError
+from ..common.fsio import atomic_write
 from ..common.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
 from ..common.preprocess import preprocess as preprocess_images, quantize
 from . import protocol as P
@@ -278,7 +279,7 @@ def run_accuracy(ports: list[str], model_path: str, out_dir: str, dataset: str =
                 raise JournalError(f"--resume: {k} differs from the journalled run in {out} "
                                    f"(journal: {str(old.get(k))[:40]}, now: {str(meta[k])[:40]})")
     recs = Journal.read(jpath, repair=True)
-    mpath.write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write(mpath, json.dumps(meta, indent=2) + "\n")
     todo = [i for i in range(n) if i not in recs]
     already = n - len(todo)
 
@@ -385,7 +386,7 @@ def _run_accuracy(ports, model, xq, labels, n, out, jpath, already, todo, datase
                     else "hex"} for sr in shard_results],
         "classes": model.classes or (FASHION_MNIST_CLASSES if dataset == "fashion-mnist" else None),
     })
-    (out / ACCURACY).write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write(out / ACCURACY, json.dumps(summary, indent=2) + "\n")
     errors = [sr for sr in shard_results if sr.error]
     if not summary["complete"]:
         first = errors[0].error if errors else "stopped"
@@ -488,5 +489,5 @@ def _run_latency(url, port, model_path, runs, warmup, baud, timeout, infer_timeo
         res["note"] = "virtual board: host CPU time of host TFLM, not MCU time"
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / LATENCY).write_text(json.dumps(res, indent=2) + "\n")
+        atomic_write(Path(out_dir) / LATENCY, json.dumps(res, indent=2) + "\n")
     return res

@@ -364,6 +364,7 @@ class VirtualBoard:
         self.url: str | None = None
         self._stop = threading.Event()
         self.gone = threading.Event()
+        self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._fds: list[int] = []
         self._lsock: socket.socket | None = None
@@ -383,14 +384,27 @@ class VirtualBoard:
         else:
             ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            ls.bind(("127.0.0.1", self.tcp_port))
+            try:
+                ls.bind(("127.0.0.1", self.tcp_port))
+            except OSError as exc:
+                ls.close()
+                raise BoardError(f"cannot listen on 127.0.0.1:{self.tcp_port}: {exc.strerror}") from None
             ls.listen(1)
             self._lsock = ls
             self.url = f"socket://127.0.0.1:{ls.getsockname()[1]}"
             target = self._run_tcp
-        self._thread = threading.Thread(target=target, name=f"virtual-board {self.url}", daemon=True)
+        self._thread = threading.Thread(target=self._guard, args=(target,), name=f"virtual-board {self.url}",
+                                        daemon=True)
         self._thread.start()
         return self.url
+
+    def _guard(self, target) -> None:
+        """A failure of the serving thread is kept (`error`) and ends `serve_forever`, never silently."""
+        try:
+            target()
+        except BaseException as exc:  # noqa: BLE001 - reported by the owner of the board
+            self.error = exc
+            self.gone.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -508,10 +522,12 @@ def serve_forever(model: str, port_file: str | None = None, faults: list[str] | 
                       tcp_port=tcp_port or 0)
     url = vb.start()
     if port_file:
-        tmp = f"{port_file}.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(url + "\n")
-        os.replace(tmp, port_file)
+        from ..common.fsio import atomic_write
+        try:
+            atomic_write(port_file, url + "\n")
+        except BaseException:
+            vb.stop()
+            raise
     print(url, flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -524,6 +540,8 @@ def serve_forever(model: str, port_file: str | None = None, faults: list[str] | 
             os.unlink(port_file)
         except OSError:
             pass
+    if vb.error is not None:
+        raise BoardError(f"the virtual board's serving thread failed: {type(vb.error).__name__}: {vb.error}")
     if not quiet:
         e = vb.engine
         print(f"virtual board stopped: {e.infers} inferences, {e.bloads} binary frames, {e.resets} resets",

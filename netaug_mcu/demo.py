@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .common.errors import UserError
+from .common.fsio import atomic_write, atomic_write_with
 
 
 class DemoError(UserError):
@@ -43,9 +44,14 @@ class Demo:
         _banner(f"[{len(self.stages)}] {name}: netaug-mcu {_quote(argv)}")
         t0 = time.monotonic()
         cmd = [sys.executable, "-m", "netaug_mcu", *argv]
-        if stdout_to is not None:
-            with open(stdout_to, "w") as fh:
+        if stdout_to is not None:  # into a temporary, renamed when the stage succeeds: never half a file
+            tmp = stdout_to.with_name(f".{stdout_to.name}.tmp")
+            with open(tmp, "w") as fh:
                 rc = subprocess.call(cmd, stdout=fh)
+            if rc in ok_codes:
+                os.replace(tmp, stdout_to)
+            else:
+                tmp.unlink(missing_ok=True)
         else:
             rc = subprocess.call(cmd)
         st.seconds = time.monotonic() - t0
@@ -65,7 +71,7 @@ class Demo:
 
     def write_report(self, data: dict | None = None) -> Path:
         path = self.out / "report.md"
-        path.write_text(render_report(self, data or collect(self.out)))
+        atomic_write(path, render_report(self, data or collect(self.out)))
         return path
 
 
@@ -96,7 +102,23 @@ def firmware_ready() -> tuple[bool, str]:
     return (tree is not None), why
 
 
+def validate(args) -> None:
+    """Every argument is checked before the first stage starts (not after minutes of training)."""
+    from .common import boards
+    from .trainer import zoo
+    boards.get(args.board)
+    if args.model not in zoo.MODELS:
+        raise DemoError(f"unknown zoo model {args.model!r} (choose from: {', '.join(zoo.MODELS)})")
+
+
 def run_demo(args) -> int:
+    from .common.locks import output_lock
+    validate(args)
+    with output_lock(args.out):
+        return _run_demo(args)
+
+
+def _run_demo(args) -> int:
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -240,7 +262,7 @@ def plot_budget(data: dict, png: Path) -> None:
     ax.set_xlim(0, 140)
     ax.set_xlabel(f"% of {data['check'].get('board', 'board')} budget")
     fig.tight_layout()
-    fig.savefig(png, dpi=120)
+    atomic_write_with(png, lambda fh: fig.savefig(fh, dpi=120, format="png"))
     plt.close(fig)
 
 

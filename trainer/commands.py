@@ -4,6 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..common import cliargs as ca
+
+_FRACTION = ca.number(0, 1, hi_open=True)      # [0, 1)
+_NONNEG = ca.number(0)
+_POSITIVE_F = ca.number(0, lo_open=True)
+
 TRAIN_EPILOG = """\
 examples:
   netaug-mcu train --model mbv2-tiny --dataset fashion-mnist --epochs 10 --out runs/mbv2
@@ -31,43 +37,43 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    "$NETAUG_MCU_DATA, /usr/share/datasets/fashion-mnist, ~/.cache/netaug-mcu)")
     g.add_argument("--no-download", dest="download", action="store_const", const=False,
                    help="never download Fashion-MNIST (fail if it is not on disk)")
-    g.add_argument("--resolution", type=int, help="input resolution (default 32)")
-    g.add_argument("--channels", type=int, help="input channels, 1 or 3 (default 1; grey "
+    g.add_argument("--resolution", type=ca.RESOLUTION, help="input resolution (default 32)")
+    g.add_argument("--channels", type=ca.integer(1, 3), help="input channels, 1 or 3 (default 1; grey "
                    "images are repeated for 3)")
-    g.add_argument("--train-limit", type=int, help="use only the first N training images")
-    g.add_argument("--val-limit", type=int, help="use only the first N held-out val images")
-    g.add_argument("--test-limit", type=int, help="use only the first N test images")
-    g.add_argument("--val-split", type=float, help="held-out validation images taken from the "
+    g.add_argument("--train-limit", type=ca.POSITIVE, help="use only the first N training images")
+    g.add_argument("--val-limit", type=ca.POSITIVE, help="use only the first N held-out val images")
+    g.add_argument("--test-limit", type=ca.POSITIVE, help="use only the first N test images")
+    g.add_argument("--val-split", type=_NONNEG, help="held-out validation images taken from the "
                    "training data: a count or a fraction (default 5000 for Fashion-MNIST, 0.1 "
                    "for folders)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, help="total epochs, warm-up included (default 10)")
-    g.add_argument("--batch-size", type=int, help="batch size per process (default 128)")
-    g.add_argument("--lr", type=float, help="base learning rate per process (default 0.05)")
-    g.add_argument("--wd", type=float, help="weight decay on conv/linear weights; none on BN "
+    g.add_argument("--epochs", type=ca.POSITIVE, help="total epochs, warm-up included (default 10)")
+    g.add_argument("--batch-size", type=ca.POSITIVE, help="batch size per process (default 128)")
+    g.add_argument("--lr", type=_POSITIVE_F, help="base learning rate per process (default 0.05)")
+    g.add_argument("--wd", type=_NONNEG, help="weight decay on conv/linear weights; none on BN "
                    "and biases (default 4e-5)")
-    g.add_argument("--warmup-epochs", type=float, help="linear warm-up epochs (default 1; 0 for a "
+    g.add_argument("--warmup-epochs", type=_NONNEG, help="linear warm-up epochs (default 1; 0 for a "
                    "1-epoch run)")
-    g.add_argument("--warmup-lr", type=float, help="lr at the start of the warm-up (default: "
+    g.add_argument("--warmup-lr", type=_NONNEG, help="lr at the start of the warm-up (default: "
                    "--lr, i.e. the warm-up only matters with several processes)")
-    g.add_argument("--label-smoothing", type=float, help="default 0.1")
-    g.add_argument("--dropout", type=float, help="dropout before the classifier (default 0)")
+    g.add_argument("--label-smoothing", type=_FRACTION, help="default 0.1")
+    g.add_argument("--dropout", type=_FRACTION, help="dropout before the classifier, in [0, 1) (default 0)")
     g.add_argument("--no-augment", dest="augment", action="store_const", const=False,
                    help="no random-resized-crop/flip")
-    g.add_argument("--crop-scale-min", type=float, help="smallest random-resized-crop area "
+    g.add_argument("--crop-scale-min", type=ca.number(0, 1, lo_open=True), help="smallest random-resized-crop area "
                    "fraction (default 0.6)")
-    g.add_argument("--seed", type=int, help="random seed (default 0)")
+    g.add_argument("--seed", type=ca.integer(0, 2 ** 32 - 1), help="random seed (default 0)")
     g = p.add_argument_group("NetAug and knowledge distillation")
     g.add_argument("--netaug", action="store_const", const=True,
                    help="train with Network Augmentation (weight-shared augmented super-net)")
     g.add_argument("--aug-width", help="width multipliers, e.g. 1,1.8,2.6 (default: per model)")
     g.add_argument("--aug-expand", help="expand-ratio multipliers, e.g. 1,1.6,2.2,2.8")
-    g.add_argument("--alpha", type=float, help="weight of the augmented loss (default 1.0)")
-    g.add_argument("--calib-images", type=int, help="training images for NetAug's BN "
+    g.add_argument("--alpha", type=_NONNEG, help="weight of the augmented loss (default 1.0)")
+    g.add_argument("--calib-images", type=ca.POSITIVE, help="training images for NetAug's BN "
                    "re-calibration (default 2000)")
     g.add_argument("--teacher", help="model.pt of a trained teacher for knowledge distillation")
-    g.add_argument("--kd-weight", type=float, help="weight of the KD loss (default 1.0)")
-    g.add_argument("--kd-temperature", type=float, help="KD softmax temperature (default 1.0)")
+    g.add_argument("--kd-weight", type=_NONNEG, help="weight of the KD loss (default 1.0)")
+    g.add_argument("--kd-temperature", type=_POSITIVE_F, help="KD softmax temperature (default 1.0)")
     g = p.add_argument_group("run")
     g.add_argument("--out", help="output folder (default runs/train)")
     g.add_argument("--resume", action="store_const", const=True,
@@ -78,9 +84,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    "when the class count differs)")
     g.add_argument("--select", choices=["best", "last"],
                    help="model.pt = the best-val epoch (default) or the last one")
-    g.add_argument("--workers", type=int, help="data-loading processes for image folders "
+    g.add_argument("--workers", type=ca.COUNT, help="data-loading processes for image folders "
                    "(default 0)")
-    g.add_argument("--threads", type=int, help="CPU threads per process (default 1: faster than 2 "
+    g.add_argument("--threads", type=ca.POSITIVE, help="CPU threads per process (default 1: faster than 2 "
                    "for these tiny nets, and immune to busy machines)")
     g.add_argument("--device", help="auto (default), cpu or cuda")
     g.add_argument("--amp", choices=["off", "bf16", "fp16"], help="mixed precision on CUDA: bf16 "
@@ -109,6 +115,7 @@ def register(sub) -> None:
                        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_args(p)
     p.set_defaults(func=cmd_train, extra="train")
+    ca.declare_paths(p, inputs=("config", "teacher", "init_from"), out_dirs=("out",))
 
 
 def cmd_zoo(args) -> int:
@@ -143,9 +150,23 @@ TRAIN_KEYS = ("model", "dataset", "data_dir", "download", "resolution", "channel
               "channels_last", "amp")
 
 
+def _require_text(path: str) -> None:
+    """A --config must be a UTF-8 text file (YAML/JSON): a binary file is bad input, not a crash."""
+    from .config import TrainError
+    try:
+        with open(path, "rb") as fh:
+            fh.read().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TrainError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise TrainError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
 def config_from_args(args):
     from .config import load_config_file, make_config
 
+    if getattr(args, "config", None):
+        _require_text(args.config)
     file_values = load_config_file(args.config) if getattr(args, "config", None) else {}
     overrides = {k: getattr(args, k, None) for k in TRAIN_KEYS}
     return make_config(file_values, overrides)
@@ -153,9 +174,15 @@ def config_from_args(args):
 
 def cmd_train(args) -> int:
     cfg = config_from_args(args)
+    from ..common.locks import output_lock, rank0
     from .engine import run_training
 
-    result = run_training(cfg)
+    ca.check_output_dir(cfg.out, "--out")  # a config file's `out` too
+    if rank0():
+        with output_lock(cfg.out):
+            result = run_training(cfg)
+    else:
+        result = run_training(cfg)
     m = result.get("metrics")
     if m is not None:  # rank 0
         from pathlib import Path

@@ -131,6 +131,25 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 bad(f"--{name.replace('_', '-')} must be >= 1 (got {v})")
+        self._validate_ranges(bad)
+
+    def _validate_ranges(self, bad) -> None:
+        """The ranges a config file can break too (the CLI flags are range-checked while parsing)."""
+        for name, value in self.to_dict().items():
+            if isinstance(value, float) and not math.isfinite(value):
+                bad(f"--{name.replace('_', '-')} must be a finite number (got {value})")
+        if not 0 <= self.dropout < 1:
+            bad(f"--dropout must be in [0, 1) (got {self.dropout})")
+        if self.calib_images < 1:
+            bad(f"--calib-images must be >= 1 (got {self.calib_images})")
+        if self.alpha < 0:
+            bad(f"--alpha must be >= 0 (got {self.alpha})")
+        if not 0 <= self.seed < 2 ** 32:
+            bad(f"--seed must be in [0, 2**32) (got {self.seed})")
+        if self.val_split is not None and self.val_split < 0:
+            bad(f"--val-split must be >= 0 (got {self.val_split})")
+        if self.warmup_lr is not None and self.warmup_lr < 0:
+            bad(f"--warmup-lr must be >= 0 (got {self.warmup_lr})")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

@@ -290,6 +290,8 @@ def load_dataset(spec: str, *, resolution: int, channels: int, val_split: float 
         val_idx, train_idx = rest[:n_val], rest[n_val:]
     if len(train_idx) == 0:
         raise DataError(f"no training images in {root}")
+    if len(classes) < 2:  # a one-class folder "trains" to 100 %: refuse it up front
+        raise DataError(f"dataset {root} has {len(classes)} class ({', '.join(classes)}); a classifier needs >= 2")
     if channels == 3:
         mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
     else:  # grey: statistics of (up to) 500 training images

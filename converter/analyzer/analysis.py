@@ -23,8 +23,11 @@ Imports numpy and the `tflite` flatbuffer package only (firmware generation uses
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from os import PathLike
+from pathlib import Path
 
 from ...common.tflite_model import TFLiteModel, load, validate_for_tflm
+from ...common.tflm_ops import require_supported
 from . import tail as tail_sim
 from .facts import ALIGN, AnalyzerError, align_up, target_facts
 from .flash import estimate_flash
@@ -63,6 +66,12 @@ class Analysis:
     op_histogram: dict[str, int]
     revisions: dict[str, str]
     notes: list[str]
+    unmodelled_ops: list[str] = field(default_factory=list)  # kernels whose allocations are not modelled
+
+    @property
+    def exact(self) -> bool:
+        """arena_bytes is exact (every op's allocations modelled), not an estimate."""
+        return not self.unmodelled_ops
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -104,6 +113,7 @@ def analyze(src, target: str = "cortex-m7", *, board: str | None = "stm32f746g-d
     facts = target_facts(target)
     model = src if isinstance(src, TFLiteModel) else load(src)
     validate_for_tflm(model)
+    require_supported(model, Path(src).name if isinstance(src, (str, PathLike)) else "model", AnalyzerError)
     _check_structure(model)
     try:
         return _analyze(model, target, facts, board)
@@ -134,7 +144,7 @@ def _analyze(model: TFLiteModel, target: str, facts: dict, board: str | None) ->
         flash_breakdown=fbreak,
         scratch=[{"op": oi, "op_name": model.operators[oi].name, "bytes": sz} for oi, sz in scratch_reqs],
         n_tensors=len(model.tensors), n_planned=len(buffers), op_histogram=hist, revisions=facts["revisions"],
-        notes=notes + fnotes)
+        notes=notes + fnotes, unmodelled_ops=tail_sim.unmodelled_ops(model, facts))
 
 
 def _op_table(model: TFLiteModel, buffers, owners, offsets) -> list[OpMemory]:

@@ -41,15 +41,19 @@ def construction(model: TFLiteModel, target: str, facts: dict, tail: Tail, notes
         elif op.name in facts.get("builtin_data_unknown", []):
             raise AnalyzerError(f"operator {op.name} is not supported by the analyzer")
     od = facts["op_data"]
-    unknown_ops = set()
     for op in model.operators:
         if op.name in od:
             tail.alloc(od[op.name], ALIGN, "Persistent buffer data")
-        elif op.name not in facts["no_op_data"]:
-            unknown_ops.add(op.name)
+    unknown_ops = unmodelled_ops(model, facts)
     if unknown_ops:
         notes.append(f"kernel allocations of {', '.join(sorted(unknown_ops))} are not modelled: the tail may be "
                      "larger than computed")
+
+
+def unmodelled_ops(model: TFLiteModel, facts: dict) -> list[str]:
+    """Ops whose kernel allocations (OpData) the analyzer does not know: the arena is then an estimate."""
+    known = set(facts["op_data"]) | set(facts["no_op_data"])
+    return sorted({op.name for op in model.operators if op.name not in known})
 
 
 def prepare(model: TFLiteModel, facts: dict, tail: Tail) -> tuple[list[tuple[int, int]], int]:
