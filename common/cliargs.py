@@ -101,8 +101,11 @@ def declare_paths(p: argparse.ArgumentParser, inputs=(), out_files=(), out_dirs=
                    _in_dirs=tuple(in_dirs))
 
 
+_LABELS = {"model": "model", "checkpoint": "checkpoint", "path": "path", "config": "config file"}
+
+
 def _flag(dest: str) -> str:
-    return dest if dest in ("model", "checkpoint", "path") else "--" + dest.replace("_", "-")
+    return _LABELS.get(dest) or "--" + dest.replace("_", "-")
 
 
 def _kind(mode: int) -> str:
@@ -119,7 +122,7 @@ def check_input_file(path: str | os.PathLike, what: str = "input") -> Path:
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise UserError(f"{what} {p}: file not found") from None
+        raise UserError(f"{what} {p} does not exist (file not found)") from None
     except OSError as exc:
         raise UserError(f"{what} {p}: {exc.strerror}") from None
     if stat.S_ISDIR(st.st_mode):
@@ -153,18 +156,18 @@ def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
     """A file we may (atomically) replace: not a folder, not a device, its folder writable. Creates nothing."""
     p = Path(path).expanduser()
     if p.is_dir():
-        raise UserError(f"{what} {p} is a directory")
+        raise UserError(f"cannot write output {p} ({what}): it is a directory")
     if os.path.lexists(p) and not p.is_file():
-        raise UserError(f"{what} {p} exists and is not a regular file")
-    _writable_folder(p.parent, p, what)
+        raise UserError(f"cannot write output {p} ({what}): it exists and is not a regular file")
+    _writable_folder(p.parent, p, f"output ({what})")
     return p
 
 
-def check_output_dir(path: str | os.PathLike, what: str = "output directory") -> Path:
+def check_output_dir(path: str | os.PathLike, what: str = "--out") -> Path:
     p = Path(path).expanduser()
     if os.path.lexists(p) and not p.is_dir():
-        raise UserError(f"{what} {p} exists and is not a directory")
-    _writable_folder(p, p, what)
+        raise UserError(f"cannot write to output folder {p} ({what}): it exists and is not a directory")
+    _writable_folder(p, p, f"to output folder ({what})")
     return p
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..common.artifacts import MODEL_JSON, model_json_path
-from ..common.datasets import FASHION_MNIST, load_split
+from ..common.datasets import FASHION_MNIST, image_folder_split, is_fashion_mnist, load_split, scan_image_folder
 from ..common.fsio import atomic_write_many, check_writable
 from ..common.paths import cache_root
 from ..common.preprocess import preprocess as prep
@@ -200,6 +200,10 @@ def convert_checkpoint(model_pt: str | os.PathLike, out_tflite: str | os.PathLik
     pp.setdefault("resolution", ckpt["arch"].get("resolution"))
     pp.setdefault("channels", ckpt["arch"].get("in_channels"))
     n_out = ckpt["arch"].get("num_classes")
+    if dataset and not is_fashion_mnist(dataset):  # before any work: a folder must hold the model's classes
+        for split in ("train", "test"):
+            classes_found, _, _ = scan_image_folder(image_folder_split(Path(dataset).expanduser(), split))
+            _check_classes(classes_found, n_out, dataset)
     if calib_data is not None:
         calib = _load_calib(calib_data)
     else:
