@@ -293,7 +293,7 @@ def _patch_args(p) -> None:
     p.add_argument("--patch", metavar="auto|RxC", help="patch-based inference: run the first stage patch by patch "
                    "(STRIDED_SLICE + PAD + VALID convs + CONCATENATION, stock TFLM ops), grid chosen automatically "
                    "or RxC; verified bit-exact in host TFLM on 100 inputs")
-    p.add_argument("--max-overhead", type=float, default=0.2, help="--patch: largest MAC overhead from halo "
+    p.add_argument("--max-overhead", type=ca.number(0), default=0.2, help="--patch: largest MAC overhead from halo "
                    "recomputation, as a fraction (default 0.2 = 20 %%)")
     p.add_argument("--offline-plan", action="store_true", help="also write an OfflineMemoryAllocation arena plan "
                    "(tensor offsets TFLM honours; never larger than TFLM's greedy plan on cortex-m7 and host)")
