@@ -21,6 +21,8 @@ class Region:
     origin: int
     bytes: int
     linker: str | None = None   # the firmware's linker region this block belongs to
+    usage: str = "data"         # "code" (ITCM): never data; "data only, no DMA" (CCM) is still data
+    kind: str = "sram"          # "sram" or "psram" (external RAM mapped into the address space)
 
     @property
     def end(self) -> int:
@@ -32,7 +34,7 @@ class Board:
     name: str
     mcu: str
     core: str
-    target: str                 # the analyzer's memory model for this core
+    target: str | None          # the analyzer's memory model for this core (None: no model)
     clock_mhz: int
     flash_origin: int
     flash_bytes: int
@@ -44,7 +46,23 @@ class Board:
     description: str = ""
     note: str = ""
     source: str = ""
+    vendor: str = ""
+    exact: bool = True          # target is the core's own model (False: derived from the nearest one)
+    fpu: str | None = None      # "sp", "dp" or None
+    dsp: bool = False
+    mve: str | None = None      # None, "int" or "int+fp" (Helium)
+    kernels: str = ""           # TFLM kernel set: cmsis_nn_dsp, cmsis_nn_mve, cmsis_nn_c, esp_nn, reference
+    flash_kind: str = "internal"
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def supported(self) -> bool:
+        """The analyzer has a memory model (exact or derived) for this core."""
+        return self.target is not None
+
+    @property
+    def data_regions(self) -> tuple[Region, ...]:
+        return tuple(r for r in self.regions if r.usage != "code")
 
     @property
     def ram_bytes(self) -> int:
@@ -54,12 +72,18 @@ class Board:
     def contiguous_runs(self) -> list[tuple[int, int]]:
         """(origin, bytes) of each run of address-contiguous regions."""
         runs: list[list[int]] = []
-        for r in sorted(self.regions, key=lambda r: r.origin):
+        for r in sorted(self.data_regions, key=lambda r: r.origin):
             if runs and runs[-1][0] + runs[-1][1] == r.origin:
                 runs[-1][1] += r.bytes
             else:
                 runs.append([r.origin, r.bytes])
         return [(o, n) for o, n in runs]
+
+    def largest_run_regions(self) -> list[str]:
+        """Names of the regions forming the largest contiguous run (where the arena goes)."""
+        origin, n = max(self.contiguous_runs, key=lambda run: run[1])
+        return [r.name for r in sorted(self.data_regions, key=lambda r: r.origin)
+                if origin <= r.origin < origin + n]
 
     @property
     def sram_bytes(self) -> int:
@@ -112,22 +136,31 @@ def _doc() -> dict:
     return json.loads(PATH.read_text())
 
 
+_KNOWN = {"mcu", "core", "target", "clock_mhz", "flash", "regions", "reserve", "uart", "firmware", "qemu",
+          "description", "note", "source", "vendor", "exact", "fpu", "dsp", "mve", "kernels"}
+
+
+def _board(name: str, b: dict, default_reserve: dict) -> Board:
+    reserve = b.get("reserve")
+    return Board(
+        name=name, mcu=b["mcu"], core=b["core"], target=b.get("target", b["core"]), clock_mhz=int(b["clock_mhz"]),
+        flash_origin=_int(b["flash"]["origin"]), flash_bytes=int(b["flash"]["bytes"]),
+        regions=tuple(Region(r["name"], _int(r["origin"]), int(r["bytes"]), r.get("linker"), r.get("usage", "data"),
+                             r.get("kind", "sram")) for r in b["regions"]),
+        reserve=dict(default_reserve if reserve in (None, "default") else reserve), uart=b.get("uart"),
+        firmware=b.get("firmware"), qemu=b.get("qemu"), description=b.get("description", ""), note=b.get("note", ""),
+        source=b.get("source", ""), vendor=b.get("vendor", ""), exact=bool(b.get("exact", True)), fpu=b.get("fpu"),
+        dsp=bool(b.get("dsp", False)), mve=b.get("mve"), kernels=b.get("kernels", ""),
+        flash_kind=b["flash"].get("kind", "internal"), extra={k: v for k, v in b.items() if k not in _KNOWN})
+
+
 @lru_cache(maxsize=None)
 def _all() -> dict[str, Board]:
     doc = _doc()
     default_reserve = dict(doc["default_reserve"])
     out = {}
     for name, b in doc["boards"].items():
-        known = {"mcu", "core", "target", "clock_mhz", "flash", "regions", "reserve", "uart", "firmware", "qemu",
-                 "description", "note", "source"}
-        out[name] = Board(
-            name=name, mcu=b["mcu"], core=b["core"], target=b.get("target", b["core"]), clock_mhz=int(b["clock_mhz"]),
-            flash_origin=_int(b["flash"]["origin"]), flash_bytes=int(b["flash"]["bytes"]),
-            regions=tuple(Region(r["name"], _int(r["origin"]), int(r["bytes"]), r.get("linker"))
-                          for r in b["regions"]),
-            reserve=dict(b.get("reserve") or default_reserve), uart=b.get("uart"), firmware=b.get("firmware"),
-            qemu=b.get("qemu"), description=b.get("description", ""), note=b.get("note", ""),
-            source=b.get("source", ""), extra={k: v for k, v in b.items() if k not in known})
+        out[name] = _board(name, b, default_reserve)
     return out
 
 

@@ -105,8 +105,10 @@ def register(sub) -> None:
         "check", help="CI gate: does the model fit a board's SRAM and flash? exit 0 fits, 1 over, 2 invalid",
         description="Check a .tflite against a board budget: arena (exact TFLM model) + reserve <= SRAM and "
                     "model + code <= flash. Exit 0 = fits, 1 = over budget (by how much, the peak op, what "
-                    "would help), 2 = invalid input.")
-    p.add_argument("model", nargs="*", help=".tflite file(s) (several: e.g. from a pre-commit hook)")
+                    "would help), 2 = invalid input. --all-boards: one row per board of the database (fits / over "
+                    "by N B on SRAM or flash / unsupported core), sorted, and the smallest board that fits; exit 0 "
+                    "when at least one board fits. A .onnx model is converted first (see analyze).")
+    p.add_argument("model", nargs="*", help=".tflite (or .onnx) file(s) (several: e.g. from a pre-commit hook)")
     p.add_argument("--board", default=None, help="board profile (default stm32f746g-disco unless --sram/--flash "
                                                   "are both given); see --list-boards")
     p.add_argument("--sram", type=_size, help="override SRAM available to the arena region, e.g. 320K")
@@ -115,9 +117,12 @@ def register(sub) -> None:
                                      "+ 4K heap + 8K firmware)")
     p.add_argument("--target", default=None, choices=TARGET_CHOICES, help="memory model (default: the "
                                                                                   "board's)")
-    p.add_argument("--json", dest="json_out", metavar="F", help="write the result as JSON to F ('-' = stdout)")
+    p.add_argument("--json", dest="json_out", metavar="F", nargs="?", const="-",
+                   help="write the result as JSON to F ('-' or no F = stdout)")
     p.add_argument("--junit", metavar="F", help="write a JUnit XML report to F (for CI test reporting)")
-    p.add_argument("--list-boards", action="store_true", help="list board profiles and exit (no model needed)")
+    p.add_argument("--all-boards", action="store_true", help="check against every board of the database")
+    p.add_argument("--list-boards", action="store_true", help="list board profiles (no model needed; with "
+                                                              "--json: the database as JSON) and exit")
     p.add_argument("--sdram", action="store_true", help="let the arena/input buffer use the board's external "
                    "SDRAM (stm32f746g-disco: 8 MB at 0xC0000000, `firmware --sdram` initialises it)")
     p.add_argument("--allow-estimate", action="store_true", help=ALLOW_ESTIMATE_HELP)
@@ -256,29 +261,44 @@ def check_file(model_path: str, bud, target: str | None = None, allow_estimate: 
     return budget.check(a, bud, model_path, model.data, input_bytes=placement.input_buffer_bytes(model)).to_json()
 
 
+def _write_json(doc, dest: str | None) -> None:
+    if dest == "-":
+        print(json.dumps(doc, indent=1))
+    elif dest:
+        atomic_write(dest, json.dumps(doc, indent=1) + "\n")
+
+
 def cmd_check(args) -> int:
     from ..common import boards
-    from . import budget, memory_report
+    from ..common.errors import UserError
+    from . import board_sweep, budget, memory_report
     if args.list_boards:
-        for n in boards.names():
-            b = budget.budget(n)
-            print(f"{n:18s} SRAM {b.sram_bytes // 1024:5d} KiB  flash {b.flash_bytes // 1024:5d} KiB  "
-                  f"{b.clock_mhz} MHz  target {b.target}")
+        rows = board_sweep.list_boards()
+        _write_json(rows, args.json_out)
+        if args.json_out != "-":
+            board_sweep.print_boards(rows)
         return 0
     if not args.model:
         raise UserError("give one or more .tflite files (or --list-boards)")
     for m in args.model:
         ca.check_input_file(m, "model")
+    if args.all_boards:
+        return _check_all_boards(args)
     board = args.board
     if board is None and not (args.sram and args.flash):
         board = "stm32f746g-disco"
     bud = budget.budget(board, args.sram, args.flash, args.reserve, external=args.sdram)
+    if bud.target is None and not args.target:
+        b = boards.get(board)
+        raise UserError(f"board {board}: core {b.core} has no analyzer memory model ({b.kernels} kernels); "
+                        f"--target cortex-m7 or host gives another core's figure")
     results = [check_file(m, bud, args.target, args.allow_estimate) for m in args.model]
+    if board and not args.target and not boards.get(board).exact:
+        for r in results:
+            r["notes"].append(f"figure derived from the nearest exact target {bud.target} "
+                              f"({boards.get(board).core} has no proven memory model of its own)")
     doc = results[0] if len(results) == 1 else results
-    if args.json_out == "-":
-        print(json.dumps(doc, indent=1))
-    elif args.json_out:
-        atomic_write(args.json_out, json.dumps(doc, indent=1) + "\n")
+    _write_json(doc, args.json_out)
     if args.junit:
         memory_report.write_junit(results, args.junit)
     if args.json_out != "-":
@@ -298,6 +318,23 @@ def _patch_args(p) -> None:
     p.add_argument("--offline-plan", action="store_true", help="also write an OfflineMemoryAllocation arena plan "
                    "(tensor offsets TFLM honours; never larger than TFLM's greedy plan on cortex-m7 and host)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _check_all_boards(args) -> int:
+    from ..common.errors import UserError
+    from . import board_sweep, memory_report
+    given = [f"--{n}" for n in ("board", "sram", "flash", "target") if getattr(args, n)] + \
+        (["--sdram"] if args.sdram else [])
+    if given:
+        raise UserError(f"--all-boards uses each board's own budget and target: drop {', '.join(given)}")
+    docs = [board_sweep.sweep(m, reserve=args.reserve, allow_estimate=args.allow_estimate) for m in args.model]
+    _write_json(docs[0] if len(docs) == 1 else docs, args.json_out)
+    if args.junit:
+        memory_report.write_junit_sweep(docs, args.junit)
+    if args.json_out != "-":
+        for d in docs:
+            board_sweep.print_sweep(d)
+    return 0 if all(d["smallest_fit"] for d in docs) else 1
 
 
 def cmd_optimize(args) -> int:

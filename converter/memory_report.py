@@ -95,6 +95,28 @@ def write_junit(results: list[dict], path: str) -> None:
     atomic_write(path, xml)
 
 
+def write_junit_sweep(docs: list[dict], path: str) -> None:
+    """`check --all-boards --junit`: one test case per (model, board); over budget = failure,
+    unsupported core = skipped."""
+    from xml.sax.saxutils import escape, quoteattr
+    from .board_sweep import verdict_text
+    cases, fails, skips = [], 0, 0
+    for doc in docs:
+        for r in doc["boards"]:
+            body = ""
+            if r["verdict"] == "over":
+                fails += 1
+                body = f"<failure message={quoteattr(verdict_text(r))}>{escape(json.dumps(r, indent=1))}</failure>"
+            elif r["verdict"] == "unsupported core":
+                skips += 1
+                body = f"<skipped message={quoteattr(verdict_text(r))}/>"
+            cases.append(f'<testcase classname={quoteattr(Path(doc["model"]).name)} '
+                         f'name={quoteattr("fits " + r["board"])}>{body}'
+                         f'<system-out>{escape(json.dumps(r))}</system-out></testcase>')
+    n = len(cases)
+    xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuites><testsuite name="netaug-mcu check --all-boards" '
+           f'tests="{n}" failures="{fails}" skipped="{skips}" errors="0">{"".join(cases)}</testsuite></testsuites>\n')
+    atomic_write(path, xml)
 
 
 def plan_line(plan: dict) -> str:
@@ -118,3 +140,6 @@ def print_check(res: dict) -> None:
     print(f"  peak op: {res['peak_op']}")
     for s_ in res["suggestions"]:
         print(f"  help: {s_}")
+    for n in res.get("notes", []):
+        if n.startswith("figure derived"):
+            print(f"  note: {n}")
