@@ -162,4 +162,4 @@ def test_list_boards_without_model(capsys):
     rc, out, _ = run(["check", "--list-boards"], capsys)
     assert rc == 0 and "rpi-pico" in out and "(derived)" in out and "unsupported" in out
     rc, _, err = run(["check"], capsys)
-    assert rc == 2 and "give a .tflite" in err
+    assert rc == 2 and "give one or more .tflite" in err
