@@ -94,6 +94,9 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (arena_bytes, head_bytes, tail_bytes, "
                                                        "flash_bytes, peak_op, ops) instead of the table")
     p.add_argument("--plot", metavar="PNG", help="write per-op memory as stacked bars with the budget line")
+    p.add_argument("--layers", action="store_true", help="per-layer profile: op, shapes, MACs, params, weight "
+                   "bytes, activation bytes, arena high-water at that op (table; with --json: a 'layers' list "
+                   "and 'layer_totals' added to the JSON)")
     p.add_argument("--board", default="stm32f746g-disco", help="board whose SRAM budget the plot shows "
                                                               "(default stm32f746g-disco)")
     p.add_argument("--reserve", type=_size, help="RAM kept for stack/heap/firmware (default 16K+4K+8K)")
@@ -226,15 +229,25 @@ def cmd_analyze(args) -> int:
     from . import analyzer, budget, memory_report
     if args.plot:
         require("plot", "analyze --plot")
+    from ..common.tflite_model import load
+    from . import layer_profile
     bud = budget.budget(args.board, reserve=args.reserve) if args.board else None  # bad --board: before work
-    a = analyzer.analyze(args.model, args.target, board=args.board)
+    model = load(args.model)
+    a = analyzer.analyze(model, args.target, board=args.board)
     require_exact(a, args.model, args.allow_estimate)
+    rows = layer_profile.layers(model, a) if args.layers else None
     if args.plot:
         memory_report.plot_memory(a, args.plot, bud)
     if args.json:
-        print(json.dumps(memory_report.summary_json(a), indent=1))
+        doc = memory_report.summary_json(a)
+        if rows is not None:
+            doc.update(layers=rows, layer_totals=layer_profile.totals(rows))
+        print(json.dumps(doc, indent=1))
     else:
-        memory_report.print_table(a, args.model, bud)
+        if rows is not None:
+            layer_profile.print_layers(rows, a, args.model)
+        else:
+            memory_report.print_table(a, args.model, bud)
         if args.plot:
             print(f"plot: {args.plot}")
     return 0
