@@ -312,6 +312,26 @@ def _mkdirs(p: Path) -> Path:
     return p
 
 
+def preprocess_from_json(path: Path) -> dict:
+    """The `preprocess` object of a model.json (checked by the one model.json reader)."""
+    from ..common.artifacts import read_model_json
+    from ..common.errors import UserError
+    try:
+        pp = read_model_json(path).get("preprocess")
+    except UserError as exc:
+        raise ConvertError(str(exc)) from None
+    if not isinstance(pp, dict):
+        raise ConvertError(f"cannot read 'preprocess' from {path}: the file has no 'preprocess' object")
+    return dict(pp)
+
+
+def check_preprocess(pp: dict, ishape: list[int]) -> None:
+    """The preprocessing must produce the model's NHWC input (resolution and channels)."""
+    if int(pp.get("resolution") or ishape[1]) != ishape[1] or int(pp.get("channels") or ishape[3]) != ishape[3]:
+        raise ConvertError(f"preprocess {pp.get('resolution')}x{pp.get('channels')}ch does not match the model "
+                           f"input {ishape}")
+
+
 def evaluate_model(tflite_path: str | os.PathLike, dataset: str = "fashion-mnist", eval_samples: int = 1000,
                    preprocess: dict | str | os.PathLike | None = None, ref_check_samples: int = 1000,
                    quiet: bool = False) -> dict:
@@ -339,20 +359,14 @@ def evaluate_model(tflite_path: str | os.PathLike, dataset: str = "fashion-mnist
     else:
         jp = Path(preprocess) if preprocess else model_json_path(p)
         if jp.is_file():
-            try:
-                pp = json.loads(jp.read_text())["preprocess"]
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise ConvertError(f"cannot read 'preprocess' from {jp}: {exc}") from exc
-            pp_source = str(jp)
+            pp, pp_source = preprocess_from_json(jp), str(jp)
         elif preprocess:
             raise ConvertError(f"preprocess file {jp} does not exist")
         else:
             c = int(ishape[3])
             pp = {"resolution": int(ishape[1]), "channels": c, "mean": [0.0] * c, "std": [1.0] * c,
                   "interpolation": "bilinear"}
-    if int(pp.get("resolution") or ishape[1]) != ishape[1] or int(pp.get("channels") or ishape[3]) != ishape[3]:
-        raise ConvertError(f"preprocess {pp.get('resolution')}x{pp.get('channels')}ch does not match the model "
-                           f"input {ishape}")
+    check_preprocess(pp, ishape)
     pp.setdefault("resolution", int(ishape[1]))
     pp.setdefault("channels", int(ishape[3]))
     oshape = summary.io("output")["shape"]

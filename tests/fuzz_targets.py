@@ -372,6 +372,20 @@ def run_model_json(data: bytes) -> None:
     [m.accuracy(k) for k in ("float_top1", "int8_top1", "tflm_top1")]
 
 
+def run_model_json_all(data: bytes) -> None:
+    """Both readers of a model.json's preprocessing: the HIL host and `evaluate` (up to the evaluation)."""
+    _each(lambda: run_model_json(data), lambda: run_model_json_evaluate(data))
+
+
+def run_model_json_evaluate(data: bytes) -> None:
+    """converter.convert.evaluate_model's reading of --preprocess FILE, then its shape check."""
+    from netaug_mcu.converter.convert import check_preprocess, preprocess_from_json
+
+    path = _scratch("model_json") / "model.json"
+    path.write_bytes(data)
+    check_preprocess(preprocess_from_json(path), [1, 32, 32, 1])
+
+
 def model_json_seeds() -> tuple:
     return tuple(json.loads(p.with_suffix(".json").read_text()) for p in TINY_MODELS[:1])
 
@@ -762,10 +776,11 @@ def targets() -> dict[str, Target]:
             "host); hil.model.load_model", "TFLiteError / AnalyzerError / ModelError (" + clean + ")",
             lambda: tflite_inputs(tflite_seeds(TFLITE_EXTRA)), run_tflite_all),
         "model_json": Target(
-            "model_json", "hil.model.load_model(model, model.json) + runner.resolve_preprocess + quantize_inputs",
+            "model_json", "hil.model.load_model(model, model.json) + runner.resolve_preprocess + quantize_inputs; "
+            "converter.convert.preprocess_from_json (evaluate --preprocess)",
             "ModelError / HilError / UserError from common.artifacts.read_model_json (" + clean + ")",
             lambda: json_file(model_json_seeds(), ("input", "output", "preprocess", "classes", "float_top1")),
-            run_model_json),
+            run_model_json_all),
         "hil_journal": Target(
             "hil_journal", "hil.runner.read_run_meta + Journal.read(repair=True) + summarize (hil accuracy --resume)",
             "JournalError (HilError, " + clean + ")", journal_inputs, run_journal),

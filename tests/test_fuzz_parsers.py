@@ -82,6 +82,8 @@ REGRESSIONS = [
     ("model_json", b"[" * 100_000),                                                      # RecursionError
     ("model_json", b'{"preprocess": {"resolution": 4096}}'),                             # a 671 GB resize first
     ("model_json", b'{"classes": 5}'),
+    ("model_json", b'{"preprocess": [1]}'),                                              # AttributeError (evaluate)
+    ("model_json", b'{"preprocess": {"resolution": "abc"}}'),                            # ValueError (evaluate)
     ("hil_results", (b"[]", None)),                                                      # AttributeError
     ("hil_results", (None, F.json.dumps(dict(_LAT, min_ms=None)).encode())),             # TypeError in format
     ("hil_results", (None, F.json.dumps(dict(_LAT, median_ms="2")).encode())),           # ValueError in format
