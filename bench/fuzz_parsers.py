@@ -97,25 +97,37 @@ def main(argv=None) -> int:
     F.TFLITE_EXTRA = _extra_tflite_seeds()
     todo = args.parser or sorted(F.targets())
     out = Path(args.out)
-    doc = {"parsers": {}}
-    if out.is_file():
-        try:
-            doc = json.loads(out.read_text())
-        except ValueError:
-            pass
+    command = "python bench/fuzz_parsers.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    bad = 0
     for name in todo:
         res = fuzz_one(F.targets()[name], args.examples, args.seed, args.slow)
         if name == "tflite":
             res["seed_files"] = [Path(p).name for p in (*map(str, F.TINY_MODELS), *F.TFLITE_EXTRA)]
-        doc.setdefault("parsers", {})[name] = res
+        res.update({"command": command, "python": sys.version.split()[0], "cpu_count": os.cpu_count()})
         print(json.dumps({name: {k: res[k] for k in ("inputs", "accepted", "clean_rejections",
                                                       "uncaught_exceptions", "slow_inputs", "wall_s")}}),
               flush=True)
-        doc.update({"python": sys.version.split()[0], "cpu_count": os.cpu_count(),
-                    "command": "python bench/fuzz_parsers.py " + " ".join(argv if argv is not None else sys.argv[1:])})
-        atomic_write_json(out, doc)
-    bad = sum(p["uncaught_exceptions"] + p["slow_inputs"] for p in doc["parsers"].values())
+        _store(out, name, res)
+        bad += res["uncaught_exceptions"] + res["slow_inputs"]
     return 1 if bad else 0
+
+
+def _store(out: Path, name: str, res: dict) -> None:
+    """Update one parser's entry; runs for different --parser values may share the file (locked re-read)."""
+    import fcntl
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        doc: dict = {}
+        if out.is_file():
+            try:
+                doc = json.loads(out.read_text())
+            except ValueError:
+                doc = {}
+        doc.setdefault("parsers", {})[name] = res
+        doc["parsers"] = dict(sorted(doc["parsers"].items()))
+        doc["uncaught_exceptions_total"] = sum(p["uncaught_exceptions"] for p in doc["parsers"].values())
+        atomic_write_json(out, doc)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ class _Targets:
 
 # ---- inputs --------------------------------------------------------------------------------------
 def resolve_preprocess(model: ModelInfo, override: dict | None = None) -> dict:
-    pre = dict(model.preprocess or {})
+    pre = {k: v for k, v in (model.preprocess or {}).items() if v is not None}   # null = not given
     for k, v in (override or {}).items():
         if v is not None:
             pre[k] = v
@@ -75,7 +75,10 @@ def resolve_preprocess(model: ModelInfo, override: dict | None = None) -> dict:
         pre = {"resolution": h, "channels": c}
     pre.setdefault("resolution", model.input.shape[1] if len(model.input.shape) == 4 else None)
     pre.setdefault("channels", model.input.shape[-1] if len(model.input.shape) == 4 else 1)
-    ch = int(pre["channels"])
+    ch = pre["channels"]
+    want = model.input.shape[-1] if len(model.input.shape) == 4 else ch
+    if not isinstance(ch, int) or isinstance(ch, bool) or ch != want:   # before [0.0] * ch: 10**30 channels
+        raise HilError(f"preprocess channels {str(ch)[:20]} do not match the model input {list(model.input.shape)}")
     pre.setdefault("mean", [0.0] * ch)
     pre.setdefault("std", [1.0] * ch)
     return pre

@@ -82,6 +82,8 @@ REGRESSIONS = [
     ("model_json", b"[" * 100_000),                                                      # RecursionError
     ("model_json", b'{"preprocess": {"resolution": 4096}}'),                             # a 671 GB resize first
     ("model_json", b'{"classes": 5}'),
+    ("model_json", b'{"preprocess": {"channels": 1000000000000}}'),                       # MemoryError ([0.0] * ch)
+    ("model_json", b'{"preprocess": {"channels": null, "resolution": 32}}'),                # TypeError int(None)
     ("model_json", b'{"preprocess": [1]}'),                                              # AttributeError (evaluate)
     ("model_json", b'{"preprocess": {"resolution": "abc"}}'),                            # ValueError (evaluate)
     ("hil_results", (b"[]", None)),                                                      # AttributeError
