@@ -33,6 +33,22 @@ def _size(text: str) -> str:
     return text
 
 
+CALIB_HELP = (".onnx input: NHWC float32 .npy calibration inputs (normalised); default: random-normal inputs, "
+              "and the output says the figures come from random calibration")
+
+
+def _tflite_input(path: str, calib_data: str | None) -> tuple[str, dict | None]:
+    """(the .tflite to analyze, the ONNX provenance or None): an .onnx goes through the converter."""
+    from . import onnx_input
+    if not onnx_input.is_onnx(path):
+        if calib_data:
+            raise UserError("--calib-data applies to .onnx models only")
+        return path, None
+    if calib_data:
+        ca.check_input_file(calib_data, "--calib-data")
+    return onnx_input.to_tflite(path, calib_data)
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "convert",
@@ -89,7 +105,9 @@ def register(sub) -> None:
         description="Simulate TFLM's AllocateTensors() for an int8 .tflite: greedy-planned activations and kernel "
                     "scratch (head), persistent structs (tail), plus a flash estimate. arena_bytes equals "
                     "MicroInterpreter::arena_used_bytes() for a 16-byte aligned arena.")
-    p.add_argument("model", help=".tflite file")
+    p.add_argument("model", help=".tflite file, or an .onnx model (converted with the project's converter; "
+                   "needs the 'convert' extra)")
+    p.add_argument("--calib-data", metavar="NPY", help=CALIB_HELP)
     p.add_argument("--target", default="cortex-m7", choices=TARGET_CHOICES, help=TARGET_HELP)
     p.add_argument("--json", action="store_true", help="print JSON (arena_bytes, head_bytes, tail_bytes, "
                                                        "flash_bytes, peak_op, ops) instead of the table")
@@ -124,6 +142,7 @@ def register(sub) -> None:
                    help="write the result as JSON to F ('-' or no F = stdout)")
     p.add_argument("--junit", metavar="F", help="write a JUnit XML report to F (for CI test reporting)")
     p.add_argument("--all-boards", action="store_true", help="check against every board of the database")
+    p.add_argument("--calib-data", metavar="NPY", help=CALIB_HELP)
     p.add_argument("--list-boards", action="store_true", help="list board profiles (no model needed; with "
                                                               "--json: the database as JSON) and exit")
     p.add_argument("--sdram", action="store_true", help="let the arena/input buffer use the board's external "
@@ -232,20 +251,28 @@ def cmd_analyze(args) -> int:
     from ..common.tflite_model import load
     from . import layer_profile
     bud = budget.budget(args.board, reserve=args.reserve) if args.board else None  # bad --board: before work
-    model = load(args.model)
+    path, onnx_info = _tflite_input(args.model, args.calib_data)
+    model = load(path)
     a = analyzer.analyze(model, args.target, board=args.board)
     require_exact(a, args.model, args.allow_estimate)
+    if onnx_info:
+        from . import onnx_input
+        a.notes.append(onnx_input.note(onnx_info))
     rows = layer_profile.layers(model, a) if args.layers else None
     if args.plot:
         memory_report.plot_memory(a, args.plot, bud)
     if args.json:
         doc = memory_report.summary_json(a)
+        if onnx_info:
+            doc.update(onnx=onnx_info, notes=a.notes)
         if rows is not None:
             doc.update(layers=rows, layer_totals=layer_profile.totals(rows))
         print(json.dumps(doc, indent=1))
     else:
         if rows is not None:
             layer_profile.print_layers(rows, a, args.model)
+            for n in a.notes if onnx_info else ():
+                print(f"note: {n}")
         else:
             memory_report.print_table(a, args.model, bud)
         if args.plot:
@@ -272,6 +299,17 @@ def check_file(model_path: str, bud, target: str | None = None, allow_estimate: 
     a = analyzer.analyze(model, target or bud.target, board=bud.board)
     require_exact(a, model_path, allow_estimate)
     return budget.check(a, bud, model_path, model.data, input_bytes=placement.input_buffer_bytes(model)).to_json()
+
+
+def _check_one(model: str, bud, args) -> dict:
+    path, onnx_info = _tflite_input(model, args.calib_data)
+    res = check_file(path, bud, args.target, args.allow_estimate)
+    if onnx_info:
+        from . import onnx_input
+        res.update(model=model, onnx=onnx_info)
+        res["notes"].append(onnx_input.note(onnx_info))
+        print(f"note: {onnx_input.note(onnx_info)}", file=sys.stderr)
+    return res
 
 
 def _write_json(doc, dest: str | None) -> None:
@@ -305,7 +343,7 @@ def cmd_check(args) -> int:
         b = boards.get(board)
         raise UserError(f"board {board}: core {b.core} has no analyzer memory model ({b.kernels} kernels); "
                         f"--target cortex-m7 or host gives another core's figure")
-    results = [check_file(m, bud, args.target, args.allow_estimate) for m in args.model]
+    results = [_check_one(m, bud, args) for m in args.model]
     if board and not args.target and not boards.get(board).exact:
         for r in results:
             r["notes"].append(f"figure derived from the nearest exact target {bud.target} "
@@ -340,7 +378,15 @@ def _check_all_boards(args) -> int:
         (["--sdram"] if args.sdram else [])
     if given:
         raise UserError(f"--all-boards uses each board's own budget and target: drop {', '.join(given)}")
-    docs = [board_sweep.sweep(m, reserve=args.reserve, allow_estimate=args.allow_estimate) for m in args.model]
+    docs = []
+    for m in args.model:
+        path, onnx_info = _tflite_input(m, args.calib_data)
+        doc = board_sweep.sweep(path, reserve=args.reserve, allow_estimate=args.allow_estimate)
+        if onnx_info:
+            from . import onnx_input
+            doc.update(model=m, onnx=onnx_info, notes=doc["notes"] + [onnx_input.note(onnx_info)])
+            print(f"note: {onnx_input.note(onnx_info)}", file=sys.stderr)
+        docs.append(doc)
     _write_json(docs[0] if len(docs) == 1 else docs, args.json_out)
     if args.junit:
         memory_report.write_junit_sweep(docs, args.junit)
