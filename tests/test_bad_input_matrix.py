@@ -142,6 +142,7 @@ class Env:
         self.mounts: list[Path] = []
         self.caps: set[str] = set()
         self.sock: socket.socket | None = None
+        self.fds: list[int] = []
 
     def add(self, name: str, path) -> Path:
         self.paths[name] = str(path)
@@ -162,6 +163,8 @@ class Env:
             subprocess.run(["umount", "-l", str(m)], capture_output=True)
         if self.sock:
             self.sock.close()
+        for fd in self.fds:
+            os.close(fd)
 
 
 def _hold_lock(env: Env, d: Path, name: str = LOCK_NAME) -> None:
@@ -252,6 +255,10 @@ def build_env(env: Env) -> Env:
     env.sock.bind(("127.0.0.1", 0))
     env.sock.listen(1)
     env.add("busy_port", str(env.sock.getsockname()[1]))
+    # a serial port that never answers (a pty whose other end stays silent)
+    master, slave = os.openpty()
+    env.fds += [master, slave]
+    env.add("silent_pty", os.ttyname(slave))
     # full disk and read-only file systems
     if os.geteuid() == 0:
         full, ro = root / "full", root / "ro"
@@ -470,6 +477,10 @@ def rows() -> list[Row]:
     for op in ("lrn", "topk", "revseq"):
         R.append(Row(f"firmware:{op}", ["firmware", "{%s}" % op, "--out", "{out}/fw-%s" % op], 2,
                      expect_err="not supported"))
+    R += [Row("firmware:not-modelled", ["firmware", "{abs}", "--out", "{out}/fwa"], 2, expect_err="--allow-estimate"),
+          Row("firmware:not-modelled-allowed", ["firmware", "{abs}", "--out", "{out}/fwa", "--allow-estimate"], 0),
+          Row("firmware:not-modelled-arena-bytes", ["firmware", "{abs}", "--out", "{out}/fwa", "--arena-bytes",
+                                                    "8192"], 0)]
     R += [Row("firmware:board=nosuch", ["firmware", "{tiny}", "--board", "nosuch"], 2, argparse_line=True),
           Row("firmware:over-budget", ["firmware", "{tiny}", "--arena-bytes", "4000000", "--out", "{out}/fwb"], 1),
           Row("firmware:float", ["firmware", "{float}", "--out", "{out}/fwf"], 2, needs="float"),
@@ -545,6 +556,11 @@ def rows() -> list[Row]:
               keep=["{full_hil}/latency.json"]),
           Row("hil-latency:ro-disk", lat + ["--out", "{ro_hil}", "--runs", "2"], 2, 60, needs="root",
               keep=["{ro_hil}/latency.json"])]
+    # a silent device: each command ends within its --timeout (plus start-up), with one line
+    R += [Row("hil-info:silent-pty", ["hil", "info", "--port", "{silent_pty}", "--timeout", "1"], 2, 20),
+          Row("hil-latency:silent-pty", ["hil", "latency", "--port", "{silent_pty}", "--timeout", "1"], 2, 20),
+          Row("hil-accuracy:silent-pty", ["hil", "accuracy", "--port", "{silent_pty}", "--model", "{tiny}", "--out",
+                                          "{out}/silent", "--timeout", "1", "--limit", "3"], 2, 30)]
     R += [Row("hil-info:port=nonexistent", ["hil", "info", "--port", "/nonexistent/tty"], 2, 30),
           Row("hil-info:timeout=-1", ["hil", "info", "--port", "virtual", "--timeout", "-1"], 2, 30,
               expect_err="--timeout"),
@@ -731,3 +747,51 @@ def test_bad_input(matrix, row):
         pytest.skip(res)
     problems = failures(row, res)
     assert not problems, f"{row.argv}: {'; '.join(problems)}\nstderr: {res.err[-1500:]}"
+
+
+# ------------------------------------------------------------------ the helpers behind the promise
+def test_output_lock_reentrant_exclusive_and_stale(tmp_path):
+    from netaug_mcu.common.errors import UserError
+    from netaug_mcu.common.locks import LOCK_NAME as NAME, output_lock
+    assert NAME == LOCK_NAME
+    d = tmp_path / "out"
+    d.mkdir()
+    (d / LOCK_NAME).write_text("999999\n")  # left by a killed run: taken over
+    with output_lock(d):
+        assert (d / LOCK_NAME).read_text().strip() == str(os.getpid())
+        with output_lock(d):  # re-entrant in one process (demo -> stages)
+            pass
+        code = "import sys\nfrom netaug_mcu.common.locks import output_lock\nwith output_lock(sys.argv[1]): pass"
+        r = subprocess.run([sys.executable, "-c", code, str(d)], capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and f"pid {os.getpid()}" in r.stderr
+        assert (d / LOCK_NAME).exists()
+    assert not (d / LOCK_NAME).exists()  # released and removed
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UserError, match="cannot create"):
+        with output_lock(tmp_path / "f" / "sub"):
+            pass
+
+
+def test_virtual_board_thread_failure_ends_serve_forever(monkeypatch):
+    """A failure of the serving thread ends `virtual-board` with one line (not a live, mute process)."""
+    from netaug_mcu.hil import virtual_board as vbm
+
+    def boom(self):
+        raise RuntimeError("pty exploded")
+    monkeypatch.setattr(vbm.VirtualBoard, "_run_tcp", boom)
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(vbm.BoardError, match="serving thread failed: RuntimeError: pty exploded"):
+            vbm.serve_forever(str(DATA / "tiny_fmnist32.tflite"), tcp_port=0, quiet=True)
+        assert time.monotonic() - t0 < 10
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def test_argparse_one_liner_format(capsys):
+    from netaug_mcu import cli
+    assert cli.main(["train", "--epochs", "abc"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "netaug-mcu train: --epochs: invalid int value 'abc' (see netaug-mcu train --help)"
