@@ -216,6 +216,7 @@ class Client:
                     return line
                 if raw.strip(b"\r\n"):
                     self.stats.noise_lines += 1
+                    self.last_noise = raw[:48]  # quoted when the device never answers properly
                 nl = self.buf.find(b"\n")
             now = time.monotonic()
             if now >= deadline:
@@ -266,12 +267,15 @@ class Client:
                 last = time.monotonic()
             elif time.monotonic() - last >= quiet:
                 break
+        if self.buf.strip():
+            self.last_noise = bytes(self.buf[:48])
         self.buf.clear()
 
     def resync(self, what: str = "resync") -> None:
         """Bring host and device back in step: flush the device's command buffer, wait for quiet, then one
         `name%` round trip whose reply must be complete and well-formed."""
         self.stats.resyncs += 1
+        heard_before, self.last_noise = self.stats.bytes_in, b""
         last_exc: Exception | None = None
         for attempt in range(4):
             # '%' ends any partial command on the device; the quiet period outlasts a 500 ms bload timeout.
@@ -304,6 +308,12 @@ class Client:
                                   f"'{next(ln for ln in rep.lines if ln.startswith('m-name-'))}' to name% "
                                   f"(expected m-name-dut-[...])")
             last_exc = ProtocolError(f"unexpected reply to name%: {rep.lines[:3]}")
+        heard = self.stats.bytes_in - heard_before
+        if isinstance(last_exc, DeviceTimeout) and heard and self.last_noise:  # garbage is not silence
+            sample = self.last_noise
+            raise DeviceTimeout(f"device {self.url} sent {heard} B but no protocol reply to name% "
+                                f"within {self.timeout:g} s, e.g. {sample!r} ({what}; wrong baud rate or not "
+                                f"a netaug-mcu/MLPerf Tiny firmware?)")
         if isinstance(last_exc, DeviceTimeout):
             raise DeviceTimeout(f"device {self.url} is silent: no answer to name% within {self.timeout:g} s "
                                 f"({what}; wrong port, wrong baud rate, or the firmware is not running?)")

@@ -795,3 +795,32 @@ def test_argparse_one_liner_format(capsys):
     assert cli.main(["train", "--epochs", "abc"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "netaug-mcu train: --epochs: invalid int value 'abc' (see netaug-mcu train --help)"
+
+
+def test_garbage_device_is_not_called_silent(tmp_path, capsys):
+    """A port that answers only noise is reported with what it sent, not as `silent`."""
+    import threading
+
+    from netaug_mcu import cli
+    master, slave = os.openpty()
+    stop = threading.Event()
+
+    def babble():
+        while not stop.is_set():
+            try:
+                os.write(master, b"\x07garbage \xff\xfe noise\r\n")
+            except OSError:
+                return
+            time.sleep(0.05)
+    t = threading.Thread(target=babble, daemon=True)
+    t.start()
+    try:
+        rc = cli.main(["hil", "info", "--port", os.ttyname(slave), "--timeout", "1"])
+    finally:
+        stop.set()
+        t.join(2)
+        os.close(master)
+        os.close(slave)
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert rc == 2 and len(err) == 1
+    assert "silent" not in err[0] and "no protocol reply" in err[0] and "garbage" in err[0], err
