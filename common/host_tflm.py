@@ -120,3 +120,45 @@ def parse_allocations(text: str) -> dict:
                          text):
         res[m.group(1)] = {"used": int(m.group(2)), "requested": int(m.group(3)), "count": int(m.group(4))}
     return res
+
+
+def op_host_times(model_bytes: bytes, x: np.ndarray, repeats: int = 3) -> list[int]:
+    """Host time (ns, best of `repeats`) of each operator of subgraph 0 in the tflite-micro wheel: the
+    wheel has no per-op profiler, so every op runs as a one-op model (the same tensors and weights) on
+    the values the whole model computed for input x (kPreserveAllTensors)."""
+    import time
+
+    import flatbuffers
+    from tflite_micro.python.tflite_micro import runtime
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
+
+    from .tflite_model import load
+    parsed = load(model_bytes)
+    arena = default_arena_size(parsed)
+    with quiet_fd2():
+        full = runtime.Interpreter(bytes(model_bytes), [], arena, runtime.InterpreterConfig.kPreserveAllTensors)
+        d = full.get_input_details(0)
+        full.set_input(np.asarray(x, dtype=np.int8).reshape(d["shape"]).astype(d["dtype"]), 0)
+        full.invoke()
+    values = {t.index: np.array(full.GetTensor(t.index, 0)["tensor_data"], copy=True)
+              for t in parsed.tensors if not t.has_data}
+    m = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(bytes(model_bytes), 0))
+    sg, ops = m.subgraphs[0], list(m.subgraphs[0].operators)
+    times = []
+    for op in ops:
+        ins = [int(i) for i in (op.inputs if op.inputs is not None else []) if i >= 0 and not parsed.tensors[i].has_data]
+        sg.operators, sg.inputs, sg.outputs = [op], ins, [int(o) for o in op.outputs]
+        b = flatbuffers.Builder(len(model_bytes) + 4096)
+        b.Finish(m.Pack(b), file_identifier=b"TFL3")
+        with quiet_fd2():
+            one = runtime.Interpreter(bytes(b.Output()), [], arena)
+            for k, t in enumerate(ins):
+                one.set_input(values[t].reshape(one.get_input_details(k)["shape"]), k)
+            best = None
+            for _ in range(repeats):
+                t0 = time.perf_counter_ns()
+                one.invoke()
+                dt = time.perf_counter_ns() - t0
+                best = dt if best is None else min(best, dt)
+        times.append(best)
+    return times

@@ -115,6 +115,19 @@ def register(sub) -> None:
     lat.set_defaults(func=_latency, extra="hil")
     ca.declare_paths(lat, inputs=("model", "model_json"), out_dirs=("out",))
 
+    prof = hs.add_parser("profile", help="per-operator time from the device (prof%%), one row per op, PNG",
+                         description="Load an input (a test image when --model has preprocessing, else zeros), "
+                                     "run one warm-up and one profiled Invoke() on the device and print one row "
+                                     "per operator: op, output shape, MACs, timer ticks, ms, share. Timer: DWT "
+                                     "cycles on a board, QEMU's instruction-count proxy (systick-icount), host "
+                                     "time on the virtual board (labelled).")
+    _add_conn(prof)
+    prof.add_argument("--model", help="the .tflite the device runs (op names, shapes, MACs; needed for virtual)")
+    prof.add_argument("--out", metavar="DIR", help="write DIR/profile.json")
+    prof.add_argument("--png", metavar="F", help="write a bar chart of the per-op times")
+    prof.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    prof.set_defaults(func=_profile, extra="hil")
+
     rep = hs.add_parser("report", help="markdown + JSON report from the accuracy/latency results in DIR",
                         description="Float vs int8 vs on-device accuracy, bit-exact rate, latency, arena, board info "
                                     "-> DIR/report.md and DIR/report.json.")
@@ -168,6 +181,29 @@ def _latency(args) -> int:
                         meta_path=args.model_json)
     print(f"latency per inference over {r['runs']} runs: min {r['min_ms']:.3f} ms, median {r['median_ms']:.3f} ms, "
           f"p90 {r['p90_ms']:.3f} ms, max {r['max_ms']:.3f} ms  [{r['timer']}: {r['timer_label']}]")
+    return 0
+
+
+def _profile(args) -> int:
+    import json
+    from .profile import profile_device, save, table
+    from .runner import _Targets, prepare_inputs
+    from .model import load_model
+    data = None
+    if args.model:
+        try:
+            data = prepare_inputs(load_model(args.model), "fashion-mnist", limit=1)[0][0].tobytes()
+        except Exception:  # noqa: BLE001 - no preprocessing or dataset here: zeros are as good for timing
+            data = None
+    targets = _Targets([args.port], args.model)
+    try:
+        res = profile_device(targets.urls[0], args.model, data, baud=args.baud, timeout=args.timeout,
+                             infer_timeout=args.infer_timeout)
+    finally:
+        targets.close()
+    res["port"], res["input"] = args.port, "fashion-mnist test image 0" if data is not None else "zeros"
+    save(res, args.out, args.png)
+    print(json.dumps(res, indent=1) if args.json else table(res))
     return 0
 
 

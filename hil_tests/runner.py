@@ -29,6 +29,14 @@ class JournalError(HilError):
 
 
 # ---- targets named on the command line ----------------------------------------------------------
+def _elf_board(elf: str) -> str:
+    """The QEMU board an ELF was generated for (project.json beside it; mps2-an500 when absent)."""
+    try:
+        return json.loads((Path(elf).parent / "project.json").read_text()).get("board") or "mps2-an500"
+    except (OSError, ValueError):
+        return "mps2-an500"
+
+
 class _Targets:
     """`--port virtual` (an in-process virtual board on MODEL) and `--port qemu:ELF` start a target;
     anything else is a pyserial URL used as is."""
@@ -45,7 +53,7 @@ class _Targets:
                     url, stop = start_virtual_board(model_path)
                 elif p.startswith("qemu:"):
                     from .targets import start_qemu
-                    url, stop = start_qemu(p[len("qemu:"):])
+                    url, stop = start_qemu(p[len("qemu:"):], board=_elf_board(p[len("qemu:"):]))
                 else:
                     url, stop = p, None
                 self.urls.append(url)

@@ -335,6 +335,22 @@ class BoardEngine:
         self.infers += 1
         return self._lines(out + self._results() + [P.READY])
 
+    def _cmd_prof(self, args, now):
+        """Per-op host time (ns at clock_hz 1e9): each op as a one-op model (common.host_tflm)."""
+        if args:
+            return self._lines(["e-[usage: prof]", P.READY])
+        if self.input is None:
+            return self._lines(["e-[input buffer empty]", P.READY])
+        from ..common.host_tflm import op_host_times
+        x = np.frombuffer(self.input, dtype=np.int8)
+        self.ref.run(x)   # warm-up, as the firmware does
+        t0 = time.perf_counter_ns()
+        self.last_out = self.ref.run(x)
+        total = time.perf_counter_ns() - t0
+        ticks = op_host_times(self.model.data, x)
+        return self._lines([f"m-prof-ops-{len(ticks)}", f"m-prof-ticks-[{','.join(map(str, ticks))}]",
+                            f"m-prof-total-{total}", "m-prof-done", P.READY])
+
     def _results(self) -> list[str]:
         q = self.last_out.astype(np.int32)
         o = self.model.output

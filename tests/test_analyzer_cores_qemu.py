@@ -81,3 +81,25 @@ def test_device_arena_used_equals_analyzer_per_core(core_libs, tmp_path, core, n
         w.close()
     assert info["clock_hz"] == boards.get(board).clock_hz
     assert info["arena_used"] == predicted, f"{name} on {core}: device {info['arena_used']} B, analyzer {predicted} B"
+
+
+@pytest.mark.parametrize("core", ["cortex-m55"])
+def test_hil_profile_per_op_ticks_on_qemu(core_libs, tmp_path, core):
+    """`hil profile --port qemu:ELF`: one row per operator from the firmware's prof%, the op ticks
+    adding up to (at most) the whole Invoke()."""
+    import json as _json
+
+    from netaug_mcu.cli import main
+    from netaug_mcu.common.tflite_model import load
+    tree, lib = _lib(core_libs, core)
+    model = _model("depthwise")
+    gen.generate(model, board=CORE_BOARDS[core], out=tmp_path / "fw", tree=tree, lib=lib, log=lambda *_: None)
+    res = fw_build.build(tmp_path / "fw", tree=tree, lib=lib, log=lambda *_: None)
+    assert main(["hil", "profile", "--port", f"qemu:{res.elf}", "--model", str(model), "--timeout", "30",
+                 "--out", str(tmp_path / "p")]) in (0, None)
+    prof = _json.loads((tmp_path / "p" / "profile.json").read_text())
+    ops = load(model.read_bytes()).operators
+    assert [r["op"] for r in prof["ops"]] == [op.name for op in ops]
+    assert prof["timer"] == "systick-icount" and prof["clock_hz"] == boards.get(CORE_BOARDS[core]).clock_hz
+    assert 0.9 * prof["invoke_ticks"] <= prof["ops_ticks"] <= prof["invoke_ticks"]
+    assert all(r["ticks"] > 0 for r in prof["ops"])

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include <new>
+#include <array>
+#include <utility>
 
 #include "board.h"
 #include "model_config.h"
@@ -34,12 +36,75 @@ size_t g_input_len = 0;                 // bytes loaded so far
 size_t g_input_expected = 0;            // announced by `db load N` (0 = none)
 
 using Resolver = tflite::MicroMutableOpResolver<NETAUG_NUM_OPS>;
+
+// ---------------------------------------------------------------- per-op profiler (`prof%`)
+// TFLM's own per-op hook (ScopedMicroProfiler in MicroInterpreterGraph::InvokeSubgraph) is compiled
+// out of the release library (-DTF_LITE_STRIP_ERROR_STRINGS), so the resolver below hands the
+// interpreter copies of the kernel registrations whose invoke is a timing trampoline: board ticks
+// (DWT cycles on a board, the SysTick instruction-count proxy under QEMU -icount) around each
+// kernel's invoke, one slot per executed operator. Off (one flag test per op) outside `prof%`; no
+// arena bytes (the copies are static).
+using InvokeFn = TfLiteStatus (*)(TfLiteContext*, TfLiteNode*);
+InvokeFn g_kernel_invoke[NETAUG_NUM_OPS];
+TFLMRegistration g_timed_reg[NETAUG_NUM_OPS];
+const TFLMRegistration* g_timed_orig[NETAUG_NUM_OPS];
+int g_timed_count = 0;
+bool g_prof_on = false;
+uint32_t g_prof_ticks[NETAUG_NUM_NODES];
+uint32_t g_prof_n = 0;  // operators run in the profiled invoke (more than NETAUG_NUM_NODES: dropped)
+
+template <int K>
+TfLiteStatus timed_invoke(TfLiteContext* context, TfLiteNode* node) {
+  if (!g_prof_on) return g_kernel_invoke[K](context, node);
+  const uint64_t t0 = board_ticks();
+  const TfLiteStatus st = g_kernel_invoke[K](context, node);
+  const uint64_t dt = board_ticks() - t0;
+  if (g_prof_n < NETAUG_NUM_NODES) g_prof_ticks[g_prof_n] = static_cast<uint32_t>(dt);
+  ++g_prof_n;
+  return st;
+}
+template <int... K>
+constexpr std::array<InvokeFn, sizeof...(K)> timed_table(std::integer_sequence<int, K...>) {
+  return {{&timed_invoke<K>...}};
+}
+constexpr std::array<InvokeFn, NETAUG_NUM_OPS> kTimedInvoke =
+    timed_table(std::make_integer_sequence<int, NETAUG_NUM_OPS>{});
+
+class TimedResolver : public tflite::MicroOpResolver {
+ public:
+  explicit TimedResolver(const Resolver& inner) : inner_(inner) {}
+  const TFLMRegistration* FindOp(tflite::BuiltinOperator op) const override {
+    return timed(inner_.FindOp(op));
+  }
+  const TFLMRegistration* FindOp(const char* op) const override { return timed(inner_.FindOp(op)); }
+  tflite::TfLiteBridgeBuiltinParseFunction GetOpDataParser(tflite::BuiltinOperator op) const override {
+    return inner_.GetOpDataParser(op);
+  }
+
+ private:
+  static const TFLMRegistration* timed(const TFLMRegistration* reg) {
+    if (reg == nullptr || reg->invoke == nullptr) return reg;
+    for (int k = 0; k < g_timed_count; ++k) {
+      if (g_timed_orig[k] == reg) return &g_timed_reg[k];
+    }
+    if (g_timed_count == NETAUG_NUM_OPS) return reg;  // cannot happen: one slot per registered op
+    const int k = g_timed_count++;
+    g_timed_orig[k] = reg;
+    g_timed_reg[k] = *reg;
+    g_kernel_invoke[k] = reg->invoke;
+    g_timed_reg[k].invoke = kTimedInvoke[k];
+    return &g_timed_reg[k];
+  }
+  const Resolver& inner_;
+};
+
 #if NETAUG_RECORDING
 using Interpreter = tflite::RecordingMicroInterpreter;
 #else
 using Interpreter = tflite::MicroInterpreter;
 #endif
 alignas(Resolver) uint8_t g_resolver_mem[sizeof(Resolver)];
+alignas(TimedResolver) uint8_t g_timed_mem[sizeof(TimedResolver)];
 alignas(Interpreter) uint8_t g_interp_mem[sizeof(Interpreter)];
 Interpreter* g_interp = nullptr;
 const char* g_init_error = "model not initialised";
@@ -152,7 +217,8 @@ void model_init() {
     g_init_error = "op registration failed";
     return;
   }
-  Interpreter* interp = new (g_interp_mem) Interpreter(model, *resolver, g_arena, sizeof(g_arena));
+  TimedResolver* timed = new (g_timed_mem) TimedResolver(*resolver);
+  Interpreter* interp = new (g_interp_mem) Interpreter(model, *timed, g_arena, sizeof(g_arena));
   if (interp->AllocateTensors() != kTfLiteOk) {
     g_init_error = "AllocateTensors failed (arena too small?)";
     return;
@@ -344,6 +410,59 @@ void cmd_bload(char** tok, int ntok) {
   line("m-load-done");
 }
 
+// The interpreter is up and the whole input is loaded; else the error line (and false).
+bool can_invoke() {
+  if (!g_interp) {
+    error(g_init_error);
+    return false;
+  }
+  if (g_input_len != kInputBytes) {
+    put("e-[input not loaded: ");
+    put_u64(g_input_len);
+    put(" of ");
+    put_u64(kInputBytes);
+    put(" bytes]\r\n");
+    return false;
+  }
+  return true;
+}
+
+// prof%: one warm-up invoke, then one with the per-op timer on: m-prof-ops-<operators run>,
+// m-prof-ticks-[<ticks of operator 0>,...] (execution order), m-prof-total-<ticks of that Invoke()>.
+void cmd_prof(int ntok) {
+  if (ntok != 1) {
+    error("usage: prof");
+    return;
+  }
+  if (!can_invoke()) return;
+  char* const in = g_interp->input(0)->data.raw;
+  for (int pass = 0; pass < 2; ++pass) {
+    memcpy(in, g_input, kInputBytes);
+    g_prof_n = 0;
+    g_prof_on = pass == 1;
+    const uint64_t t0 = board_ticks();
+    const TfLiteStatus st = g_interp->Invoke();
+    const uint64_t total = board_ticks() - t0;
+    g_prof_on = false;
+    if (st != kTfLiteOk) {
+      error("Invoke failed");
+      return;
+    }
+    if (pass == 0) continue;
+    put("m-prof-ops-");
+    put_u64(g_prof_n);
+    put("\r\nm-prof-ticks-[");
+    for (uint32_t i = 0; i < g_prof_n && i < NETAUG_NUM_NODES; ++i) {
+      if (i) board_putc(',');
+      put_u64(g_prof_ticks[i]);
+    }
+    put("]\r\nm-prof-total-");
+    put_u64(total);
+    endl();
+  }
+  line("m-prof-done");
+}
+
 void cmd_infer(char** tok, int ntok) {
   uint32_t n = 1, w = 0;
   if (ntok < 2 || ntok > 3 || !parse_u32(tok[1], &n) || n == 0) {
@@ -354,18 +473,7 @@ void cmd_infer(char** tok, int ntok) {
     error("Inference warmup must be >=0");
     return;
   }
-  if (!g_interp) {
-    error(g_init_error);
-    return;
-  }
-  if (g_input_len != kInputBytes) {
-    put("e-[input not loaded: ");
-    put_u64(g_input_len);
-    put(" of ");
-    put_u64(kInputBytes);
-    put(" bytes]\r\n");
-    return;
-  }
+  if (!can_invoke()) return;
   // TFLM's memory planner reuses the input tensor's bytes for later activations, so the input is
   // copied before every invoke (untimed in m-infer-cycles; ~1 cycle/byte inside the m-lap-us window).
   char* const in = g_interp->input(0)->data.raw;
@@ -439,6 +547,8 @@ void dispatch(char* cmd) {
     cmd_bload(tok, ntok);
   } else if (strcmp(c, "infer") == 0) {
     cmd_infer(tok, ntok);
+  } else if (strcmp(c, "prof") == 0) {
+    cmd_prof(ntok);
   } else if (strcmp(c, "results") == 0) {
     print_results();
   } else if (strcmp(c, "info") == 0) {
