@@ -119,7 +119,7 @@ def is_error(line: str) -> bool:
 
 TIMER_LABELS = {
     "dwt": "core cycles (DWT CYCCNT) converted with the board clock",
-    "systick-icount": "QEMU instruction-count proxy (-icount shift=0; not real Cortex-M7 cycles)",
+    "systick-icount": "QEMU instruction-count proxy (-icount shift=0; not real core cycles)",
     "host": "virtual board: host wall-clock time of host TFLM (not MCU time)",
 }
 
