@@ -133,6 +133,9 @@ def _suggestions(a: Analysis, bud: Budget, ram_over: int, flash_over: int, model
                          f"(output {'x'.join(map(str, peak.output_shape))}); head scales with resolution^2, so about "
                          f"{max(scale, 0) ** 0.5:.2f}x the input resolution would fit")
             saving = _reorder_saving(model_bytes, a.target) if model_bytes is not None else 0
+            patch_help = _patch_suggestion(model_bytes, a.target) if model_bytes is not None else None
+            if patch_help:
+                helps.append(patch_help)
             if saving > 0:
                 helps.append(f"`netaug-mcu optimize` (operator reordering) saves {saving:,} B on this model")
             else:
@@ -146,6 +149,20 @@ def _suggestions(a: Analysis, bud: Budget, ram_over: int, flash_over: int, model
         helps.append(f"flash: the model is {a.model_bytes:,} B ({a.weight_bytes:,} B weights): fewer/narrower layers "
                      "or a board with more flash")
     return helps
+
+
+def _patch_suggestion(model_bytes: bytes, target: str) -> str | None:
+    """The exact saving of patch-based inference (a quick search over a few grids), or None."""
+    try:
+        from .patching.search import search
+        best, stats = search(model_bytes, "quick", 0.2, target)
+    except UserError:  # a suggestion only: nothing when the first stage cannot be patched
+        return None
+    if best is None or best.arena >= stats["base_arena"]:
+        return None
+    return (f"`netaug-mcu optimize --patch auto` (patch-based inference of the first stage) saves at least "
+            f"{stats['base_arena'] - best.arena:,} B here (grid {best.grid[0]}x{best.grid[1]} up to op {best.split}, "
+            f"exact arena {best.arena:,} B; the full search may find more)")
 
 
 def _reorder_saving(model_bytes: bytes, target: str) -> int:

@@ -179,6 +179,9 @@ def register(sub) -> None:
     p.add_argument("--max-res", type=ca.RESOLUTION, default=256)
     p.add_argument("--target", default=None, choices=TARGET_CHOICES, help=TARGET_HELP)
     p.add_argument("--json", dest="json_out", metavar="F", help="write the search table as JSON")
+    p.add_argument("--patch", action="store_true", help="also the largest resolution that fits after "
+                   "`optimize --patch auto` (patch-based inference of the first stage)")
+    p.add_argument("--max-overhead", type=float, default=0.2, help="--patch: MAC overhead limit (default 0.2)")
     p.set_defaults(func=cmd_fit, extra="convert")
     ca.declare_paths(p, out_files=("json_out",))
 
@@ -430,12 +433,21 @@ def cmd_fit(args) -> int:
     budget.budget(args.board, args.sram, args.flash, args.reserve)  # an unknown --board fails now
     res = fit.fit_zoo(args.zoo, board=args.board, sram=args.sram, flash=args.flash, reserve=args.reserve,
                       channels=args.channels, classes=args.classes, step=args.step, min_res=args.min_res,
-                      max_res=args.max_res, target=args.target)
+                      max_res=args.max_res, target=args.target, patch=args.patch, max_overhead=args.max_overhead)
     if args.json_out:
         atomic_write(args.json_out, json.dumps(res, indent=1) + "\n")
+    if args.patch:
+        pb = res["best_patched"]
+        if pb:
+            how = f"patch grid {pb['patch_grid']} up to op {pb['split_op']}, +{pb['mac_overhead']:.1%} MACs" \
+                if pb.get("patched") else "no patching needed"
+            print(f"{args.zoo}: with patching: {res['best_resolution_patched']} ({how}; arena "
+                  f"{pb['min_arena_bytes']:,} B of {res['arena_budget']:,} B)")
+        else:
+            print(f"{args.zoo}: with patching: no resolution >= {args.min_res} fits {res['board']}")
     if res["best_resolution"] is None:
         print(f"{args.zoo}: no resolution >= {args.min_res} fits {res['board']}", file=sys.stderr)
-        return 1
+        return 0 if args.patch and res["best_patched"] else 1
     print(f"{args.zoo}: largest fitting resolution on {res['board']}: {res['best_resolution']} "
           f"(arena {res['best']['min_arena_bytes']:,} B of {res['arena_budget']:,} B, flash "
           f"{res['best']['flash_bytes']:,} B of {res['flash_budget']:,} B)")

@@ -118,3 +118,31 @@ def test_cli_json_keys(tmp_path):
         assert k in rep
     assert rep["patch_grid"] == "2x2" and out.is_file()
     assert load(out.read_bytes()).macs == rep["macs_after"]
+
+
+def test_check_over_budget_suggests_patching_with_exact_saving():
+    import re
+    src = model_path("mobilenet_like_64")
+    data = src.read_bytes()
+    r = _cli("check", str(src), "--sram", "40K", "--flash", "4M", "--reserve", "0", "--json", "-")
+    assert r.returncode == 1, r.stderr
+    helps = [h for h in json.loads(r.stdout)["suggestions"] if "optimize --patch auto" in h]
+    assert helps, json.loads(r.stdout)["suggestions"]
+    m = re.search(r"saves at least ([\d,]+) B here \(grid (\d+)x(\d+) up to op (\d+)", helps[0])
+    saving, R, C, split = int(m.group(1).replace(",", "")), int(m.group(2)), int(m.group(3)), int(m.group(4))
+    before = analyzer.analyze(data, "cortex-m7").min_arena_bytes
+    after = analyzer.analyze(rewrite(data, split, (R, C)), "cortex-m7").min_arena_bytes
+    assert saving == before - after > 0
+
+
+@pytest.mark.timeout(900)
+def test_fit_patch_finds_a_larger_resolution(tmp_path, in1_64):
+    # 95K: mcunet-in1@64 needs 97,312 B unpatched; patched (1x4 up to op 5) it needs less
+    out = tmp_path / "fit.json"
+    r = _cli("fit", "--zoo", "mcunet-in1", "--sram", "95K", "--flash", "4M", "--reserve", "0", "--min-res", "48",
+             "--max-res", "64", "--patch", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["best_resolution"] == 48 and res["best_resolution_patched"] == 64
+    assert res["best_patched"]["patched"] and res["best_patched"]["mac_overhead"] <= 0.2
+    assert "with patching: 64" in r.stdout

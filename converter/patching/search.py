@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from ...common.tflite_model import TFLiteModel, load
 from .. import analyzer
 from .rewrite import MAX_GRID, rewrite
-from .stage import PatchError, split_candidates
+from .stage import PatchError, Rect, geometry, patch_bounds, patch_plan, split_candidates
 
-AUTO_GRID_MAX = 8
+AUTO_GRID_MAX = 6
 
 
 @dataclass
@@ -50,6 +50,37 @@ def _rest_bound(base: analyzer.Analysis, split: int) -> int:
     return max((o.live_bytes + o.scratch_bytes for o in base.ops[split + 1:]), default=0)
 
 
+def estimated_macs(model: TFLiteModel, split: int, grid: tuple[int, int], geos) -> int:
+    """MACs of the patched model from the patch regions alone (no rewrite): each stage op costs its
+    per-output-pixel MACs times the pixels it computes over all patches."""
+    T = model.tensors
+    y = T[model.operators[split].outputs[0]].shape
+    rb, cb = patch_bounds(y[1], grid[0]), patch_bounds(y[2], grid[1])
+    total = sum(op.macs for op in model.operators[split + 1:])
+    for i in range(grid[0]):
+        for j in range(grid[1]):
+            need, _ = patch_plan(model, split, Rect(rb[i], rb[i + 1], cb[j], cb[j + 1]), geos)
+            for op in model.operators[:split + 1]:
+                o = T[op.outputs[0]].shape
+                r = need.get(op.outputs[0])
+                if r is not None and op.macs:
+                    total += op.macs * r.h * r.w // (o[1] * o[2])
+    return total
+
+
+def _copy_tail(model: TFLiteModel, split: int) -> int:
+    """Persistent bytes every extra copy of the stage adds at least: per-channel multiplier + shift arrays
+    (two 16-aligned allocations per CONV_2D / DEPTHWISE_CONV_2D in Prepare)."""
+    T = model.tensors
+    total = 0
+    for op in model.operators[:split + 1]:
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            w = T[op.inputs[1]].shape
+            ch = w[3] if op.name == "DEPTHWISE_CONV_2D" else w[0]
+            total += 2 * analyzer.align_up(4 * ch)
+    return total
+
+
 def _score(data: bytes, split: int, grid, target: str, macs0: int) -> Candidate:
     nd = rewrite(data, split, grid)
     nm = load(nd)
@@ -57,14 +88,19 @@ def _score(data: bytes, split: int, grid, target: str, macs0: int) -> Candidate:
     return Candidate(split, grid, nd, a.min_arena_bytes, nm.macs)
 
 
+QUICK_GRIDS = [(2, 2), (1, 4), (4, 1), (3, 3)]   # `check`'s suggestion: a few grids, not the full search
+
+
 def _grids(fixed, h: int, w: int):
+    if fixed == "quick":
+        yield from [g for g in QUICK_GRIDS if g[0] <= h and g[1] <= w]
+        return
     if fixed:
         yield fixed
         return
-    for r in range(1, min(AUTO_GRID_MAX, h) + 1):
-        for c in range(1, min(AUTO_GRID_MAX, w) + 1):
-            if r * c >= 2:
-                yield (r, c)
+    grids = [(r, c) for r in range(1, min(AUTO_GRID_MAX, h) + 1) for c in range(1, min(AUTO_GRID_MAX, w) + 1)
+             if r * c >= 2]
+    yield from sorted(grids, key=lambda g: (g[0] * g[1], g))   # fewest patches first: the bounds prune more
 
 
 def search(data: bytes, grid: tuple[int, int] | None, max_overhead: float, target: str = "cortex-m7",
@@ -81,18 +117,29 @@ def search(data: bytes, grid: tuple[int, int] | None, max_overhead: float, targe
             raise PatchError(f"op {split} does not end a patchable first stage")
         cands = [split]
     macs0 = max(model.macs, 1)
+    from .rewrite import _constants
+    from . import schema as sch
+    consts = _constants(model, sch.unpack(data))
     best: Candidate | None = None
     tried = 0
     for k in cands:
-        if best and _rest_bound(base, k) + base.tail_bytes >= best.arena:
+        rest = _rest_bound(base, k) + base.tail_bytes
+        if best and rest >= best.arena:
             continue
+        per_copy = _copy_tail(model, k)
         h, w = model.tensors[model.operators[k].outputs[0]].shape[1:3]
         over_from = {}   # r -> first c over the limit
         for g in _grids(grid, h, w):
             r, c = g
             if any(r >= rr and c >= cc for rr, cc in over_from.items()):
                 continue   # a finer grid than one already over the MAC limit
+            if best and rest + (r * c - 1) * per_copy >= best.arena:
+                continue   # lower bound: unchanged ops' live bytes + original tail + the copies' tail
             try:
+                geos = {op.index: geometry(model, op, consts) for op in model.operators[:k + 1]}
+                if estimated_macs(model, k, g, geos) / macs0 - 1 > max_overhead + 1e-12:
+                    over_from[r] = min(c, over_from.get(r, c))
+                    continue
                 cand = _score(data, k, g, target, macs0)
             except PatchError:
                 continue

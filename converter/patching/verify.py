@@ -46,16 +46,16 @@ def _compare(a: bytes, b: bytes, xs: list[np.ndarray]) -> dict:
 
 
 def bit_exact(original: bytes, rewritten: bytes, n_inputs: int = MIN_INPUTS, seed: int = 0,
-              stage_tensor: str | None = None) -> dict:
+              stage_tensor: str | None = None, n_full: int | None = None) -> dict:
     """{'inputs', 'mismatches', 'max_abs_diff', 'arena_measured_before/after'} from host TFLM; with
     `stage_tensor`, also 'stage': the same comparison of both models cut at that tensor (the patched
     stage's output, compared directly)."""
-    res = _bit_exact(original, rewritten, n_inputs, seed)
+    res = _bit_exact(original, rewritten, n_full or n_inputs, seed)
     if stage_tensor:
         from .rewrite import truncate_at
         st = _bit_exact(truncate_at(original, stage_tensor), truncate_at(rewritten, stage_tensor), n_inputs, seed)
         res["stage"] = {"tensor": stage_tensor, "mismatches": st["mismatches"], "max_abs_diff": st["max_abs_diff"],
-                        "distinct_outputs": st["distinct_outputs"]}
+                        "distinct_outputs": st["distinct_outputs"], "inputs": st["inputs"]}
         res["mismatches"] += st["mismatches"]
         res["max_abs_diff"] = max(res["max_abs_diff"], st["max_abs_diff"])
     return res
