@@ -59,6 +59,7 @@ test: install
 bench: install
 	$(PY) bench/analyzer_bench.py
 	$(PY) bench/fuzz_analyzer.py -n 10000
+	$(PY) bench/fuzz_parsers.py --examples 10000
 	$(PY) bench/convert_bench.py
 	$(PY) bench/hil_bench.py
 	$(PY) bench/netaug_vs_baseline.py

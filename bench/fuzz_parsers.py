@@ -42,7 +42,11 @@ def _extra_tflite_seeds() -> tuple[str, ...]:
         return ()
 
 
-def fuzz_one(target: F.Target, n: int, seed: int, slow_s: float) -> dict:
+class _OutOfTime(Exception):
+    pass
+
+
+def fuzz_one(target: F.Target, n: int, seed: int, slow_s: float, max_s: float | None = None) -> dict:
     counts: Counter = Counter()
     messages: Counter = Counter()
     findings: list[dict] = []
@@ -53,6 +57,8 @@ def fuzz_one(target: F.Target, n: int, seed: int, slow_s: float) -> dict:
               suppress_health_check=list(HealthCheck))
     @given(target.strategy())
     def prop(value):
+        if max_s is not None and time.time() - t0 > max_s:
+            raise _OutOfTime
         digests.add(hashlib.blake2b(repr(value).encode(), digest_size=12).digest())
         t = time.perf_counter()
         try:
@@ -73,13 +79,17 @@ def fuzz_one(target: F.Target, n: int, seed: int, slow_s: float) -> dict:
                 findings.append({"error": f"slow: {dt:.2f} s", "input": repr(value)[:400]})
 
     t0 = time.time()
-    hypothesis.seed(seed)(prop)()
+    stopped = False
+    try:
+        hypothesis.seed(seed)(prop)()
+    except _OutOfTime:
+        stopped = True
     inputs = counts["accepted"] + counts["rejected"] + counts["uncaught"]
     return {"what": target.what, "clean_rejection": target.clean, "inputs": inputs, "distinct_inputs": len(digests),
             "accepted": counts["accepted"], "clean_rejections": counts["rejected"],
             "uncaught_exceptions": counts["uncaught"], "slow_inputs": counts["slow"],
             "rejection_messages": dict(messages.most_common(15)), "findings": findings,
-            "wall_s": round(time.time() - t0, 1), "worst_input_s": round(worst[0], 3), "seed": seed,
+            "requested_inputs": n, "stopped_by_time_limit": stopped, "wall_s": round(time.time() - t0, 1), "worst_input_s": round(worst[0], 3), "seed": seed,
             "hypothesis": hypothesis.__version__}
 
 
@@ -90,6 +100,8 @@ def main(argv=None) -> int:
                     help="fuzz only this parser (repeatable; default: all)")
     ap.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default 0)")
     ap.add_argument("--slow", type=float, default=5.0, help="seconds above which one input counts as slow")
+    ap.add_argument("--max-seconds", type=float, default=None,
+                    help="stop a parser's run after this long (its entry then says stopped_by_time_limit)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     if args.examples < 1:
@@ -100,7 +112,7 @@ def main(argv=None) -> int:
     command = "python bench/fuzz_parsers.py " + " ".join(argv if argv is not None else sys.argv[1:])
     bad = 0
     for name in todo:
-        res = fuzz_one(F.targets()[name], args.examples, args.seed, args.slow)
+        res = fuzz_one(F.targets()[name], args.examples, args.seed, args.slow, args.max_seconds)
         if name == "tflite":
             res["seed_files"] = [Path(p).name for p in (*map(str, F.TINY_MODELS), *F.TFLITE_EXTRA)]
         res.update({"command": command, "python": sys.version.split()[0], "cpu_count": os.cpu_count()})

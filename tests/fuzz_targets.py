@@ -250,6 +250,11 @@ def run_tflite_all(data: bytes) -> None:
     _each(lambda: run_tflite(data), lambda: load_model(path))
 
 
+def run_tflite_optimize(data: bytes) -> None:
+    from netaug_mcu.converter.reorder import optimize_bytes
+    optimize_bytes(data)
+
+
 def _each(*steps: Callable[[], Any]) -> None:
     """Run every step; a clean rejection of one does not skip the others; the first rejection is re-raised."""
     first: UserError | None = None
@@ -775,6 +780,11 @@ def targets() -> dict[str, Target]:
             "tflite", "common.tflite_model.load + validate_for_tflm + converter.analyzer.analyze (cortex-m7, "
             "host); hil.model.load_model", "TFLiteError / AnalyzerError / ModelError (" + clean + ")",
             lambda: tflite_inputs(tflite_seeds(TFLITE_EXTRA)), run_tflite_all),
+        "tflite_optimize": Target(
+            "tflite_optimize", "converter.reorder.optimize_bytes (optimize: exact schedule search, in-place "
+            "operator-vector permutation of the raw flatbuffer, re-read and re-analysis)",
+            "TFLiteError / AnalyzerError / ReorderError (" + clean + ")",
+            lambda: tflite_inputs(tflite_seeds(TFLITE_EXTRA)), run_tflite_optimize),
         "model_json": Target(
             "model_json", "hil.model.load_model(model, model.json) + runner.resolve_preprocess + quantize_inputs; "
             "converter.convert.preprocess_from_json (evaluate --preprocess)",

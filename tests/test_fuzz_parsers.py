@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 import fuzz_targets as F
 
 # examples per parser in the suite (the whole file runs in well under a minute on one core)
-EXAMPLES = {"tflite": 150, "model_json": 100, "hil_journal": 120, "hil_results": 100, "train_config": 60,
+EXAMPLES = {"tflite": 150, "tflite_optimize": 60, "model_json": 100, "hil_journal": 120, "hil_results": 100, "train_config": 60,
             "serial_host": 100, "serial_device": 120}
 
 

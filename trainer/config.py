@@ -188,7 +188,8 @@ def load_config_file(path: str) -> dict[str, Any]:
         else:
             import yaml
 
-            data = yaml.safe_load(text)
+            # libyaml when present: 10x faster, and it bounds the nesting depth (a clean ScannerError)
+            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except Exception as exc:  # noqa: BLE001 - yaml/json errors -> one line
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TrainError(f"cannot parse config file {path}: {first}") from None
