@@ -17,7 +17,6 @@ import math
 import os
 import re
 import stat
-import sys
 from pathlib import Path
 
 from .errors import UserError
@@ -194,12 +193,3 @@ def _values(v) -> list:
     if v is None or v is False:
         return []
     return list(v) if isinstance(v, (list, tuple)) else [v]
-
-
-def is_path_like(text: str) -> bool:
-    """A --dataset value that names a folder rather than a built-in data set."""
-    return os.sep in str(text) or str(text).startswith(".") or Path(str(text)).expanduser().exists()
-
-
-def stderr_line(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
