@@ -181,7 +181,7 @@ def register(sub) -> None:
     p.add_argument("--json", dest="json_out", metavar="F", help="write the search table as JSON")
     p.add_argument("--patch", action="store_true", help="also the largest resolution that fits after "
                    "`optimize --patch auto` (patch-based inference of the first stage)")
-    p.add_argument("--max-overhead", type=float, default=0.2, help="--patch: MAC overhead limit (default 0.2)")
+    p.add_argument("--max-overhead", type=ca.number(0), default=0.2, help="--patch: MAC overhead limit (default 0.2)")
     p.set_defaults(func=cmd_fit, extra="convert")
     ca.declare_paths(p, out_files=("json_out",))
 

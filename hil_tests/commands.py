@@ -127,6 +127,7 @@ def register(sub) -> None:
     prof.add_argument("--png", metavar="F", help="write a bar chart of the per-op times")
     prof.add_argument("--json", action="store_true", help="print JSON instead of the table")
     prof.set_defaults(func=_profile, extra="hil")
+    ca.declare_paths(prof, inputs=("model",), out_dirs=("out",), out_files=("png",))
 
     rep = hs.add_parser("report", help="markdown + JSON report from the accuracy/latency results in DIR",
                         description="Float vs int8 vs on-device accuracy, bit-exact rate, latency, arena, board info "

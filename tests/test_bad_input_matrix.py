@@ -561,6 +561,16 @@ def rows() -> list[Row]:
           Row("hil-latency:silent-pty", ["hil", "latency", "--port", "{silent_pty}", "--timeout", "1"], 2, 20),
           Row("hil-accuracy:silent-pty", ["hil", "accuracy", "--port", "{silent_pty}", "--model", "{tiny}", "--out",
                                           "{out}/silent", "--timeout", "1", "--limit", "3"], 2, 30)]
+    prof = ["hil", "profile", "--port", "virtual", "--model", "{tiny}"]
+    R += _range_rows(prof[:2], prof[2:], {"--timeout": ["-1", "nan"], "--baud": ["0"]})
+    R += [Row("hil-profile:model=fifo", ["hil", "profile", "--port", "virtual", "--model", "{fifo}"], 2),
+          Row("hil-profile:model=lrn", ["hil", "profile", "--port", "virtual", "--model", "{lrn}"], 2,
+              expect_err="not supported"),
+          Row("hil-profile:silent-pty", ["hil", "profile", "--port", "{silent_pty}", "--timeout", "1"], 2, 20),
+          Row("hil-profile:out=file", prof + ["--out", "{afile}"], 2),
+          Row("hil-profile:png=dir", prof + ["--png", "{dir}"], 2),
+          Row("hil-profile:png=under-file", prof + ["--png", "{under_file}"], 2),
+          Row("hil-profile:png-full-disk", prof + ["--png", "{full_png}"], 2, 60, needs="root", keep=["{full_png}"])]
     R += [Row("hil-info:port=nonexistent", ["hil", "info", "--port", "/nonexistent/tty"], 2, 30),
           Row("hil-info:timeout=-1", ["hil", "info", "--port", "virtual", "--timeout", "-1"], 2, 30,
               expect_err="--timeout"),
