@@ -146,8 +146,9 @@ def _suggestions(a: Analysis, bud: Budget, ram_over: int, flash_over: int, model
                          "(per-channel quantization costs 8 B per output channel)")
         helps.append(f"or a board with more SRAM, or a smaller --reserve (now {bud.reserve_bytes:,} B)")
     if flash_over > 0:
-        helps.append(f"flash: the model is {a.model_bytes:,} B ({a.weight_bytes:,} B weights): fewer/narrower layers "
-                     "or a board with more flash")
+        helps.append(f"flash: the model is {a.model_bytes:,} B ({a.weight_bytes:,} B weights) and the weights stay in "
+                     f"the internal flash ({bud.flash_bytes:,} B): fewer/narrower layers or a board with more flash "
+                     "(--sdram moves only RAM; executing or storing weights in the board's QSPI flash is not supported)")
     return helps
 
 
@@ -181,8 +182,31 @@ def _planned(a: Analysis, bud: Budget, input_bytes: int) -> tuple[Budget, placem
     plan = placement.plan(board, placement.arena_array_bytes(a.min_arena_bytes), input_bytes,
                           external=bud.external)
     limit = placement.arena_used_limit(placement.max_arena_array(board, input_bytes, external=bud.external))
-    sram = placement.onchip_bytes(board)
+    sram = placement.onchip_bytes(board) + sum(r.bytes for r in placement.board_regions(board, bud.external)
+                                               if r.external)
     return replace(bud, sram_bytes=sram, reserve_bytes=sram - limit), plan
+
+
+def external_note(board_name: str, plan: placement.Plan) -> str | None:
+    """On-chip/off-chip split of a plan and what the off-chip part costs (from the board's bus facts)."""
+    off = plan.external_items
+    if not plan.fits or not off:
+        return None
+    b = boards.get(board_name)
+    ext = next(r for r in b.extra["external"] if r["linker"] in {plan.where[k] for k in off})
+    axi = b.extra.get("axi_bus", {"bits": 32, "clock_mhz": b.clock_mhz})
+    on_bytes = sum(n for k, n in plan.sizes.items() if k not in off)
+    off_bytes = sum(plan.sizes[k] for k in off)
+    ratio = (axi["bits"] * axi["clock_mhz"]) / (ext["bus_bits"] * ext["clock_mhz"])
+    peak = ext["bus_bits"] / 8 * ext["clock_mhz"]          # MB/s
+    where = (f"off-chip: {' + '.join(off)} ({off_bytes:,} B) in {ext['name']} at {ext['origin']}, on-chip "
+             f"{on_bytes:,} B; {ext['name']}: {ext['bus_bits']}-bit bus at {ext['clock_mhz']} MHz ({peak:.0f} MB/s peak, "
+             f"{ratio:.0f}x less than SRAM1/2 on the {axi['bits']}-bit {axi['clock_mhz']} MHz AXI)")
+    if "arena" not in off:   # only the input buffer: one copy into the arena per inference
+        return where + (f": expected slowdown = the input copy, >= {plan.sizes['input'] / peak:.0f} us per "
+                        f"inference; the arena stays on-chip")
+    return where + (f": every activation access goes off-chip; memory-bound layers (depthwise, add, pooling) can "
+                    f"run up to ~{ratio:.0f}x slower where the 4 KB D-cache misses (not measured: needs the board)")
 
 
 def check(a: Analysis, bud: Budget, model: str = "model", model_bytes: bytes | None = None,
@@ -203,5 +227,6 @@ def check(a: Analysis, bud: Budget, model: str = "model", model_bytes: bytes | N
         flash_bytes=a.flash_bytes, peak_op=a.peak_op, sram_bytes=bud.sram_bytes, reserve_bytes=bud.reserve_bytes,
         arena_budget=limit, flash_budget=bud.flash_bytes, ram_over_bytes=max(ram_over, 0),
         flash_over_bytes=max(flash_over, 0), ram_margin_bytes=-ram_over, flash_margin_bytes=-flash_over,
-        suggestions=_suggestions(a, bud, ram_over, flash_over, model_bytes), notes=list(a.notes),
+        suggestions=_suggestions(a, bud, ram_over, flash_over, model_bytes),
+        notes=list(a.notes) + [n for n in [plan and external_note(bud.board, plan)] if n],
         placement=plan.to_json() if plan is not None else None)

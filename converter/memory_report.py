@@ -137,6 +137,9 @@ def print_check(res: dict) -> None:
     plan = res.get("placement")
     if plan:
         print(f"  place: {plan_line(plan)}")
+        for n in res["notes"]:
+            if n.startswith("off-chip:"):
+                print(f"  {n}")
     print(f"  peak op: {res['peak_op']}")
     for s_ in res["suggestions"]:
         print(f"  help: {s_}")

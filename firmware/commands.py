@@ -38,18 +38,31 @@ def register(sub) -> None:
                    help="size the arena from an estimate when the analyzer does not model an op's kernel "
                    "allocations (default: refuse, exit 2; or give --arena-bytes)")
     p.add_argument("--recording", action="store_true", help=argparse.SUPPRESS)  # calibration builds
+    p.add_argument("--fault-test", action="store_true", help=argparse.SUPPRESS)  # `fault stack|bus%` command
     p.set_defaults(func=_cmd_firmware)
     ca.declare_paths(p, inputs=("model",), out_dirs=("out",))
 
     f = sub.add_parser(
-        "flash", help="program a built firmware into the STM32F746G-DISCO (st-flash or pyocd)",
-        description="Write DIR/fw.bin (or an .elf/.bin path) to the board's flash at 0x08000000 with st-flash "
-        "(Debian package stlink-tools) or, if that is missing, pyocd (pip install pyocd; target stm32f746ng), "
-        "then reset the board.")
-    f.add_argument("path", nargs="?", default="build/fw", help="project directory, fw.bin or fw.elf")
-    f.add_argument("--tool", choices=("auto", "st-flash", "pyocd"), default="auto")
+        "flash", help="program a built firmware into the STM32F746G-DISCO (OpenOCD, st-flash or pyOCD)",
+        description="Write DIR/fw.elf (or an .elf/.bin path) to the board's flash at 0x08000000 through the "
+        "on-board ST-LINK and reset it. --tool auto uses the first installed of: openocd (OpenOCD's "
+        "board/stm32f7discovery.cfg; Debian package openocd), st-flash (stlink-tools), pyocd (target "
+        "stm32f746nghx from the Keil.STM32F7xx_DFP pack: `pyocd pack install stm32f746nghx` once).")
+    f.add_argument("path", nargs="?", default="build/fw", help="project directory, fw.elf or fw.bin")
+    f.add_argument("--tool", choices=("auto", "openocd", "st-flash", "pyocd"), default="auto")
     f.add_argument("--probe", default=None, help="ST-LINK serial number (when several are connected)")
     f.set_defaults(func=_cmd_flash)
+
+    d = sub.add_parser(
+        "debug", help="debug the firmware on the STM32F746G-DISCO: OpenOCD GDB server + GDB",
+        description="Start OpenOCD (board/stm32f7discovery.cfg) as a GDB server and GDB (arm-none-eabi-gdb or "
+        "gdb-multiarch) on DIR/fw.elf: it connects, resets and halts the core, loads the image and sets "
+        "breakpoints on main and fault_report (the e-[fault ...] printer). --print only shows the two commands.")
+    d.add_argument("path", nargs="?", default="build/fw", help="project directory or fw.elf")
+    d.add_argument("--probe", default=None, help="ST-LINK serial number")
+    d.add_argument("--port", type=int, default=3333, help="GDB server port")
+    d.add_argument("--print", dest="print_only", action="store_true", help="print the commands, run nothing")
+    d.set_defaults(func=_cmd_debug)
 
 
 def _cmd_firmware(args) -> int:
@@ -71,15 +84,17 @@ def _cmd_firmware(args) -> int:
     with output_lock(args.out):
         proj = generate.generate(args.model, board=args.board, out=args.out, baud=args.baud,
                                  arena_bytes=args.arena_bytes, recording=args.recording, name=args.name,
-                                 tree=tree, sdram=args.sdram, log=log)
+                                 tree=tree, sdram=args.sdram, fault_test=args.fault_test, log=log)
     if args.build:
         if tree is None:
             tree = tflm_build.require_tree(fetch=False, log=log)
         with console.status("compiling"):
             res = build.build(proj.out, jobs=args.jobs, log=log, tree=tree)
         b = boards.get(args.board)
+        ram_total = b.sram_bytes + (sum(r["bytes"] for r in b.extra.get("external", [])) if args.sdram else 0)
         log(f"flash {res.flash} / {b.flash_bytes} B ({100 * res.flash / b.flash_bytes:.1f} %), "
-            f"RAM {res.ram} / {b.sram_bytes} B ({100 * res.ram / b.sram_bytes:.1f} %)")
+            f"RAM {res.ram} / {ram_total} B ({100 * res.ram / ram_total:.1f} %"
+            f"{', on-chip + SDRAM' if args.sdram else ''})")
         print(res.elf)
     else:
         print(proj.out)
@@ -102,3 +117,11 @@ def _require_exact_arena(model_path: str) -> None:
 def _cmd_flash(args) -> int:
     from . import flash
     return flash.flash(args.path, tool=args.tool, probe=args.probe)
+
+
+def _cmd_debug(args) -> int:
+    from . import flash
+    from .errors import FirmwareError
+    if not 0 < args.port < 65536:
+        raise FirmwareError(f"--port {args.port} is not a TCP port")
+    return flash.debug(args.path, probe=args.probe, port=args.port, print_only=args.print_only)

@@ -18,6 +18,13 @@ uint32_t board_ticks_per_second(void);
 /* Exit the program: semihosting SYS_EXIT_EXTENDED on QEMU, a reset on the real board. */
 void board_exit(int code);
 
+/* fault.c: fault handlers, MPU, stack high-water mark (bytes of the main stack ever used). */
+void fault_init(void);
+uint32_t board_stack_used(void);
+uint32_t board_stack_size(void);
+/* Deliberate fault for tests (NETAUG_FAULT_TEST builds): "stack" or "bus"; returns -1 if unknown. */
+int fault_test(const char* kind);
+
 extern const char board_timer_name[]; /* "dwt" or "systick-icount" */
 extern const char board_name[];
 

@@ -282,6 +282,10 @@ void cmd_info() {
   put(board_timer_name);
   put(",bin=1,max_frame=");
   put_u64(kInputBytes);
+  put(",stack=");
+  put_u64(board_stack_size());
+  put(",stack_used=");
+  put_u64(board_stack_used());
   put("]\r\n");
 }
 
@@ -556,6 +560,10 @@ void dispatch(char* cmd) {
 #if NETAUG_RECORDING
   } else if (strcmp(c, "alloc") == 0) {
     cmd_alloc();
+#endif
+#if NETAUG_FAULT_TEST
+  } else if (strcmp(c, "fault") == 0) {  // debug builds only (--fault-test): deliberate fault
+    if (ntok != 2 || fault_test(tok[1]) < 0) error("usage: fault stack|bus");
 #endif
 #if NETAUG_HAS_EXIT
   } else if (strcmp(c, "exit") == 0) {  // QEMU builds only: semihosting exit for test harnesses

@@ -53,6 +53,7 @@ void Reset_Handler(void) {
   uint32_t* src = &_sidata;
   for (uint32_t* dst = &_sdata; dst < &_edata;) *dst++ = *src++;
   for (uint32_t* dst = &_sbss; dst < &_ebss;) *dst++ = 0;
+  fault_init(); /* fault.c: fault exceptions on, MPU background region + stack guard, stack paint */
   __libc_init_array();
   main();
   board_exit(0);

@@ -1,6 +1,9 @@
 /* STM32F746G-DISCO register-level board support (no ST HAL):
  * - 216 MHz SYSCLK from the 25 MHz HSE: PLL M=25 N=432 P=2 (Q=9), voltage scale 1 + over-drive,
- *   7 flash wait states, ART accelerator + prefetch, AHB /1, APB1 /4 (54 MHz), APB2 /2 (108 MHz).
+ *   7 flash wait states, AHB /1, APB1 /4 (54 MHz), APB2 /2 (108 MHz). The image runs from
+ *   0x08000000 (AXIM): instructions come through the 4 KB L1 I-cache; the ART accelerator and the
+ *   flash prefetch only serve the ITCM path (0x00200000), so they are switched on for completeness
+ *   but do not speed up this image (RM0385 3.3.2, AN4667).
  *   Falls back to the 16 MHz HSI (PLL M=16) if the HSE does not start.
  * - L1 I-cache and D-cache on (CMSIS core_cm7.h).
  * - USART1 on PA9 (TX) / PB7 (RX), AF7 = the ST-LINK virtual COM port; RX by interrupt into a ring
@@ -77,6 +80,83 @@
 #define CORE_HZ BOARD_CORE_HZ           /* = the PLL setting below (board database) */
 #define APB2_HZ BOARD_UART_CLOCK_HZ     /* USART1 clock = APB2 = SYSCLK / 2 */
 
+#include "model_config.h" /* NETAUG_SDRAM */
+
+#if NETAUG_SDRAM
+/* ---- External SDRAM (--sdram): ISSI IS42S32400F on FMC SDRAM bank 1 (SDCKE0/SDNE0), 0xC0000000,
+ * 16 data lines wired -> 8 MB (UM1907). Pins and timings as Zephyr's stm32f746g_disco.dts @0651d31b:
+ * 8 column / 12 row bits, 16-bit bus, 4 banks, CAS 2, SDCLK = HCLK/2 = 108 MHz, read burst on, read
+ * pipe 0; power-up 100 us, 8 auto-refresh cycles, mode register 0x220 (burst 1, sequential, CAS 2,
+ * single write burst). Timings (SDCLK cycles) TMRD 2, TXSR 7, TRAS 4, TRC 7, TWR 2, TRP 2, TRCD 2:
+ * Zephyr uses TXSR/TRC 6, ST's BSP-derived code 7 - the longer (always safe) values are used; the
+ * refresh count 1539 (ST BSP's 0x0603) refreshes more often than Zephyr's 1667 = 15.625 us x 108 MHz
+ * - 20, also on the safe side. Register layout: RM0385 13.8. The MPU (fault.c) maps the window as
+ * normal write-back memory: the default map makes 0xC0000000 Device memory, where CMSIS-NN's
+ * unaligned accesses would fault. */
+#define RCC_AHB3ENR REG(RCC_BASE + 0x38)
+#define FMC_SDCR1 REG(0xA0000140u)
+#define FMC_SDTR1 REG(0xA0000148u)
+#define FMC_SDCMR REG(0xA0000150u)
+#define FMC_SDRTR REG(0xA0000154u)
+#define FMC_SDSR REG(0xA0000158u)
+#define FMC_SDSR_BUSY (1u << 5)
+#define SDCMR_CTB1 (1u << 4)
+
+static void sdram_pins(uint32_t port, uint32_t pins) {
+  const uint32_t base = 0x40020000u + port * 0x400u; /* GPIOA + n * 0x400 */
+  for (uint32_t n = 0; n < 16u; ++n) {
+    if (!(pins & (1u << n))) continue;
+    GPIO_MODER(base) = (GPIO_MODER(base) & ~(3u << (2 * n))) | (2u << (2 * n));     /* alternate */
+    GPIO_OSPEEDR(base) |= 3u << (2 * n);                                             /* very high */
+    GPIO_PUPDR(base) = (GPIO_PUPDR(base) & ~(3u << (2 * n))) | (1u << (2 * n));     /* pull-up */
+    if (n < 8u) {
+      GPIO_AFRL(base) = (GPIO_AFRL(base) & ~(0xFu << (4 * n))) | (12u << (4 * n));  /* AF12 = FMC */
+    } else {
+      GPIO_AFRH(base) = (GPIO_AFRH(base) & ~(0xFu << (4 * (n - 8u)))) | (12u << (4 * (n - 8u)));
+    }
+  }
+}
+
+static void sdram_command(uint32_t cmd) {
+  while (FMC_SDSR & FMC_SDSR_BUSY) {
+  }
+  FMC_SDCMR = cmd | SDCMR_CTB1;
+  while (FMC_SDSR & FMC_SDSR_BUSY) {
+  }
+}
+
+static int sdram_init(void) {
+  RCC_AHB1ENR |= 0xFCu; /* GPIOC..GPIOH */
+  RCC_AHB3ENR |= 1u;    /* FMCEN */
+  (void)RCC_AHB3ENR;
+  sdram_pins(2, 1u << 3);                                                           /* PC3 SDCKE0 */
+  sdram_pins(3, (1u << 0) | (1u << 1) | (7u << 8) | (3u << 14));                   /* PD0,1,8-10,14,15 */
+  sdram_pins(4, (3u << 0) | (0x1FFu << 7));                                        /* PE0,1,7-15 */
+  sdram_pins(5, 0x3Fu | (0x1Fu << 11));                                            /* PF0-5,11-15 */
+  sdram_pins(6, (3u << 0) | (3u << 4) | (1u << 8) | (1u << 15));                   /* PG0,1,4,5,8,15 */
+  sdram_pins(7, (1u << 3) | (1u << 5));                                            /* PH3 SDNE0, PH5 SDNWE */
+  /* SDCR1: NC=00 (8), NR=01 (12), MWID=01 (16), NB=1 (4 banks), CAS=10, SDCLK=10 (HCLK/2), RBURST, RPIPE 0 */
+  FMC_SDCR1 = (1u << 2) | (1u << 4) | (1u << 6) | (2u << 7) | (2u << 10) | (1u << 12);
+  /* SDTR1 fields hold cycles - 1: TMRD 2, TXSR 7, TRAS 4, TRC 7, TWR 2, TRP 2, TRCD 2 */
+  FMC_SDTR1 = (1u << 0) | (6u << 4) | (3u << 8) | (6u << 12) | (1u << 16) | (1u << 20) | (1u << 24);
+  sdram_command(1u);                                 /* clock configuration enable */
+  for (volatile uint32_t n = 0; n < CORE_HZ / 10000u; ++n) { /* >= 100 us power-up delay */
+  }
+  sdram_command(2u);                                 /* precharge all */
+  sdram_command(3u | ((8u - 1u) << 5));              /* 8 auto-refresh cycles */
+  sdram_command(4u | (0x220u << 9));                 /* load mode register */
+  FMC_SDRTR = 1539u << 1;                            /* refresh timer count */
+  /* Self-test: a walking pattern at both ends and the middle of the 8 MB window. */
+  volatile uint32_t* const mem = (volatile uint32_t*)0xC0000000u;
+  static const uint32_t probe[] = {0u, 1u, 0x1FFFFFu, 0x100000u, 0x0ABCDEu};
+  for (uint32_t i = 0; i < sizeof(probe) / sizeof(probe[0]); ++i) mem[probe[i]] = 0xA5A50000u ^ probe[i];
+  for (uint32_t i = 0; i < sizeof(probe) / sizeof(probe[0]); ++i) {
+    if (mem[probe[i]] != (0xA5A50000u ^ probe[i])) return -1;
+  }
+  return 0;
+}
+#endif
+
 const char board_timer_name[] = BOARD_TIMER_NAME;
 const char board_name[] = BOARD_NAME;
 
@@ -119,7 +199,8 @@ static void clock_init(void) {
   while (!(RCC_CR & RCC_CR_PLLRDY)) {
   }
 
-  /* 7 wait states at 216 MHz / 2.7-3.6 V; ART accelerator and prefetch on. */
+  /* 7 wait states at 216 MHz / 2.7-3.6 V. ART + prefetch act on ITCM-path fetches only (not this
+   * AXIM-linked image, which relies on the I-cache); harmless, and right if code moves to 0x00200000. */
   FLASH_ACR = FLASH_ACR_ARTRST;
   FLASH_ACR = 7u | FLASH_ACR_PRFTEN | FLASH_ACR_ARTEN;
   while ((FLASH_ACR & 0xFu) != 7u) {
@@ -210,6 +291,12 @@ void board_init(uint32_t baud) {
   NVIC_SetPriority((IRQn_Type)USART1_IRQn, 1);
   NVIC_EnableIRQ((IRQn_Type)USART1_IRQn);
   __enable_irq();
+#if NETAUG_SDRAM
+  if (sdram_init() != 0) {
+    const char* msg = "e-[sdram self-test failed at 0xC0000000: the arena cannot be used]\r\n";
+    while (*msg) board_putc(*msg++);
+  }
+#endif
 }
 
 void board_putc(char c) {
