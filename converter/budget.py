@@ -75,6 +75,9 @@ def budget(board: str | None, sram: str | None = None, flash: str | None = None,
     if reserve is not None:
         res = parse_size(reserve)
     planned = bool(board) and bool(boards.get(board).firmware) and sram is None and reserve is None
+    if external and not boards.get(board).firmware:
+        raise AnalyzerError(f"--sdram: {board} has no generated firmware (no FMC set-up): only "
+                            f"{', '.join(b for b in boards.firmware_boards() if boards.get(b).extra.get('external'))}")
     if external and not planned:
         raise AnalyzerError("--sdram needs the board's own memory map (no --sram/--reserve override)")
     return Budget(board or "custom", sram_b, flash_b, res, target, clock, planned, external)
