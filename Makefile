@@ -58,6 +58,7 @@ test: install
 # Benchmarks write their figures to bench/results/ (the NetAug comparison takes ~2 h on 2 cores).
 bench: install
 	$(PY) bench/analyzer_bench.py
+	$(PY) bench/boards_bench.py
 	$(PY) bench/fuzz_analyzer.py -n 10000
 	$(PY) bench/fuzz_parsers.py --examples 10000
 	$(PY) bench/convert_bench.py
