@@ -5,6 +5,7 @@ import argparse
 
 from ..common import boards
 from ..common import cliargs as ca
+from ..common.mlperf import MLPERF_BENCHMARKS
 
 
 def register(sub) -> None:
@@ -26,7 +27,7 @@ def register(sub) -> None:
     p.add_argument("--build", action="store_true", help="also compile it (fw.elf, fw.bin)")
     p.add_argument("--fetch-deps", action="store_true",
                    help="get the pinned TFLM/CMSIS-NN sources from GitHub into the cache if missing")
-    p.add_argument("--baud", type=ca.BAUD, default=115200, help="UART baud rate (the ST-LINK VCP handles up to "
+    p.add_argument("--baud", type=ca.BAUD, default=None, help="UART baud rate (default 115200, 9600 with --energy; the ST-LINK VCP handles up to "
                    "2 Mbaud; the host must use the same value)")
     p.add_argument("--arena-bytes", type=ca.POSITIVE, default=None,
                    help="size the arena from this arena_used_bytes figure instead of asking the analyzer")
@@ -37,6 +38,14 @@ def register(sub) -> None:
     p.add_argument("--allow-estimate", action="store_true",
                    help="size the arena from an estimate when the analyzer does not model an op's kernel "
                    "allocations (default: refuse, exit 2; or give --arena-bytes)")
+    p.add_argument("--mlperf", choices=sorted(MLPERF_BENCHMARKS), default=None,
+                   help="MLPerf Tiny reference behaviour for this benchmark: m-model-[BENCH], dataset-file input "
+                        "conversion (ic01/vww01 uint8 minus 128, kws01 int8, ad01 float32 quantized on the device), "
+                        "ad01 result = MSE")
+    p.add_argument("--energy", action="store_true",
+                   help="energy-mode build: m-timestamp-mode-energy, timestamps pulse the board's timestamp GPIO "
+                        "(STM32F746G-DISCO: Arduino D7 = PI3; QEMU logs m-timestamp-pin-<us>), 9600 baud unless "
+                        "--baud is given")
     p.add_argument("--recording", action="store_true", help=argparse.SUPPRESS)  # calibration builds
     p.add_argument("--fault-test", action="store_true", help=argparse.SUPPRESS)  # `fault stack|bus%` command
     p.set_defaults(func=_cmd_firmware)
@@ -81,10 +90,12 @@ def _cmd_firmware(args) -> int:
         tree = tflm_build.require_tree(fetch=True, log=log)
     if args.arena_bytes is None and not args.allow_estimate:
         _require_exact_arena(args.model)
+    baud = args.baud if args.baud is not None else (9600 if args.energy else 115200)
     with output_lock(args.out):
-        proj = generate.generate(args.model, board=args.board, out=args.out, baud=args.baud,
+        proj = generate.generate(args.model, board=args.board, out=args.out, baud=baud,
                                  arena_bytes=args.arena_bytes, recording=args.recording, name=args.name,
-                                 tree=tree, sdram=args.sdram, fault_test=args.fault_test, log=log)
+                                 tree=tree, sdram=args.sdram, fault_test=args.fault_test, log=log,
+                                 mlperf=args.mlperf, energy=args.energy)
     if args.build:
         if tree is None:
             tree = tflm_build.require_tree(fetch=False, log=log)

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..common import boards, placement
 from ..common.boards import Board
 from ..common.fsio import atomic_write
+from ..common.mlperf import MLPERF_BENCHMARKS
 from ..common.tflite_model import TFLiteModel, load
 from ..common.tflm_ops import INT8_REGISTRATIONS, RESOLVER_METHODS, int8_only_ops, unsupported_ops
 from ..converter import analyzer, budget
@@ -215,9 +216,11 @@ def _check_fits(model_path: Path, board: Board, a: analyzer.Analysis | None, are
 def generate(model_path, board: str = "stm32f746g-disco", out="build/fw", baud: int = DEFAULT_BAUD,
              arena_bytes: int | None = None, recording: bool = False, name: str | None = None,
              tree: Path | None = None, lib: Path | None = None, sdram: bool = False, fault_test: bool = False,
-             log=print) -> Project:
+             log=print, mlperf: str | None = None, energy: bool = False) -> Project:
     model_path = Path(model_path)
     b = firmware_board(board)
+    if mlperf is not None and mlperf not in MLPERF_BENCHMARKS:
+        raise FirmwareError(f"unknown MLPerf Tiny benchmark {mlperf!r} (known: {', '.join(MLPERF_BENCHMARKS)})")
     if baud <= 0 or baud > b.max_baud:
         raise FirmwareError(f"baud {baud} is not a rate {board}'s UART can do (1..{b.max_baud})")
     if sdram and not b.extra.get("external"):
@@ -234,7 +237,11 @@ def generate(model_path, board: str = "stm32f746g-disco", out="build/fw", baud: 
     source = f"analyzer (converter.analyzer, target {b.target})" if a is not None else "--arena-bytes"
     plan = _check_fits(model_path, b, a, arena, tin.nbytes, model.file_bytes, sdram)
     region = plan.where["arena"]
-    model_name = name or model_path.stem
+    model_name = name or mlperf or model_path.stem
+    bench = MLPERF_BENCHMARKS.get(mlperf or "", {"input": "int8", "results": "dequantized"})
+    if bench["results"] == "mse" and tout.nbytes != tin.nbytes:
+        raise FirmwareError(f"{model_path.name}: --mlperf {mlperf} reports the MSE of output and input, which "
+                            f"needs as many outputs as inputs ({tout.nbytes} != {tin.nbytes})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for f in ("main.cc", "board.h", tflm_build.core_spec(core)["device_h"], "startup.c", "fault.c", "sections.ld"):
@@ -249,7 +256,8 @@ def generate(model_path, board: str = "stm32f746g-disco", out="build/fw", baud: 
     atomic_write(out / "model_config.h", model_config(model_name, arena, source,
                                                       predicted if predicted is not None else arena_bytes,
                                                       tin.nbytes, tout.nbytes, baud, b, recording,
-                                                      nodes=len(model.operators), fault_test=fault_test, sdram=sdram))
+                                                      nodes=len(model.operators), fault_test=fault_test, sdram=sdram)
+                 + mlperf_config(bench, energy))
     if tree is None:
         tree, _ = tflm_build.find_tree()
     if tree is not None and lib is None and tflm_build.toolchain():
@@ -268,6 +276,14 @@ def generate(model_path, board: str = "stm32f746g-disco", out="build/fw", baud: 
     log(f"generated {out} for {board}: {len(ops)} ops ({', '.join(ops)}), arena {arena} B in {region}, "
         f"model {model.file_bytes} B; placement {plan.layout}: {plan.summary()}")
     return proj
+
+
+def mlperf_config(bench: dict, energy: bool) -> str:
+    """Input conversion, result kind and timestamp mode (hil_tests/protocol.py MLPERF_BENCHMARKS)."""
+    fmt = {"int8": 0, "uint8": 1, "float32": 2}[bench["input"]]
+    return (f"#define NETAUG_INPUT_FORMAT {fmt}  /* db bytes: {bench['input']} */\n"
+            f"#define NETAUG_RESULTS_MSE {1 if bench['results'] == 'mse' else 0}\n"
+            f"#define NETAUG_ENERGY_MODE {1 if energy else 0}\n")
 
 
 def model_config(model_name: str, arena: int, source: str, figure, input_bytes: int, output_bytes: int,

@@ -241,7 +241,7 @@ class Client:
                 self.stats.timeouts += 1
                 raise DeviceTimeout(f"no complete reply to '{cmd.split()[0]}' from {self.url} within "
                                     f"{timeout:g} s") from None
-            if line in (P.BANNER_FIRST, P.INIT_DONE):
+            if line in P.BANNERS or line == P.INIT_DONE:
                 banner = True
             if banner:
                 if line == P.READY:
@@ -351,6 +351,24 @@ class Client:
         if dev_out is not None and int(dev_out) != model.output.nbytes:
             raise HilError(f"model and device disagree on the output: {model.path.name} has "
                            f"{model.output.nbytes} output bytes, the device on {self.url} has {dev_out}")
+        self.input_quant = (model.input.scale, model.input.zero_point)
+
+    @property
+    def input_format(self) -> str:
+        """How the device reads its db buffer (info% input_format; int8 tensor bytes when not given)."""
+        return str(self.info.get("input_format", "int8"))
+
+    def wire_input(self, tensor: bytes) -> bytes:
+        """int8 input tensor bytes -> the buffer bytes this device converts back to them (--mlperf builds
+        read uint8 or float32 dataset files)."""
+        if self.input_format == "int8":
+            return tensor
+        if self.input_format not in P.INPUT_FORMATS:
+            raise ProtocolError(f"{self.url}: unknown input_format {self.input_format!r} in info%")
+        scale, zp = getattr(self, "input_quant", (None, None))
+        if scale is None:
+            raise HilError(f"{self.url} reads {self.input_format} input: check_model() first")
+        return P.encode_input(tensor, self.input_format, scale, zp)
 
     # ---- loading and inference ---------------------------------------------------------------
     def load(self, data: bytes) -> None:
@@ -401,7 +419,7 @@ class Client:
         last: Exception | None = None
         for attempt in range(self.retries):
             try:
-                self.load(data)
+                self.load(self.wire_input(data))
                 return self.infer(1, 0)["q"]
             except (DeviceReset, DeviceTimeout, ProtocolError) as exc:
                 last = exc

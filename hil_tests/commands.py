@@ -7,6 +7,7 @@ import sys
 
 from ..common import cliargs as ca
 from ..common.errors import UserError
+from .protocol import MLPERF_BENCHMARKS
 
 
 class CliError(UserError):
@@ -69,8 +70,17 @@ def register(sub) -> None:
                     "for `make demo`, CI and `netaug-mcu hil`. Runs until Ctrl-C / SIGTERM.")
     vb.add_argument("model", help="int8 .tflite model")
     vb.add_argument("--port-file", metavar="F", help="also write the port path/URL to F (atomically)")
-    vb.add_argument("--baud", type=ca.COUNT, default=0,
-                    help="emulate this UART line rate (10 bits/byte); default 0 = as fast as the pty goes")
+    vb.add_argument("--baud", type=ca.COUNT, default=None,
+                    help="emulate this UART line rate (10 bits/byte); default 0 = as fast as the pty goes "
+                         "(9600 with --energy)")
+    vb.add_argument("--mlperf", choices=sorted(MLPERF_BENCHMARKS), default=None,
+                    help="behave as the MLPerf Tiny reference firmware for this benchmark: m-model-[BENCH], "
+                         "dataset-file input conversion (ic01/vww01: uint8 minus 128, kws01: int8, ad01: float32 "
+                         "quantized on the device), ad01 result = MSE")
+    vb.add_argument("--name", default=None, help="model name in m-model-[...] (default: BENCH or the file stem)")
+    vb.add_argument("--energy", action="store_true",
+                    help="energy-mode firmware: m-timestamp-mode-energy banner, 9600 baud, timestamps logged "
+                         "(m-timestamp-pin-<us>) where the board would pulse its GPIO")
     vb.add_argument("--tcp", type=ca.LISTEN_PORT, metavar="PORT", default=None,
                     help="serve on socket://127.0.0.1:PORT instead of a pty (0 = any free port)")
     vb.add_argument("--fault", action="append", metavar="SPEC",
@@ -79,6 +89,25 @@ def register(sub) -> None:
                          "wrong-name, seed=S (repeatable or comma-separated)")
     vb.set_defaults(func=_virtual_board, extra="hil")
     ca.declare_paths(vb, inputs=("model",), out_files=("port_file",))
+
+    mr = sub.add_parser(
+        "mlperf-runner", help="run the official MLPerf Tiny runner (unmodified) against any port",
+        description="Run mlcommons/tiny benchmark/runner/main.py against --port: a serial device, a pty (the "
+                    "virtual board's), or a pyserial URL (socket://... of QEMU or `virtual-board --tcp`), "
+                    "bridged to a pty. The runner finds the port through a generated devices.yaml (VID:PID "
+                    "0483:374B) and the port list handed to its interpreter; its code is not changed. Its "
+                    "output is passed through; its session log stays in --out/sessions/.")
+    mr.add_argument("--port", required=True, metavar="URL", help="device path or pyserial URL")
+    mr.add_argument("--runner-dir", metavar="DIR", help="benchmark/runner of a mlcommons/tiny checkout "
+                    "(default: $MLPERF_TINY_DIR/benchmark/runner)")
+    mr.add_argument("--mode", choices=("a", "p", "e"), default="p", help="accuracy, performance or energy")
+    mr.add_argument("--dataset", required=True, metavar="DIR", help="dataset root (DIR/<model>/y_labels.csv)")
+    mr.add_argument("--test-script", metavar="YAML", help="runner test script (default: its tests_<mode>.yaml)")
+    mr.add_argument("--out", default="runs/mlperf-runner", metavar="DIR", help="working directory of the run")
+    mr.add_argument("--baud", type=ca.BAUD, default=115200, help="DUT baud rate in the generated devices.yaml")
+    mr.add_argument("--python", metavar="EXE", help="interpreter with the runner's requirements "
+                    "(pyserial, pyyaml, numpy, scikit-learn, matplotlib, pyusb); default: this one")
+    mr.set_defaults(func=_mlperf_runner, extra="hil")
 
     hil = sub.add_parser("hil", help="hardware-in-the-loop: on-device accuracy, latency, report",
                          description="Measure a model on a board, on QEMU or on the virtual board over the "
@@ -150,7 +179,25 @@ def _no_subcommand(parser) -> int:
 
 def _virtual_board(args) -> int:
     from .virtual_board import serve_forever
-    return serve_forever(args.model, port_file=args.port_file, faults=args.fault, baud=args.baud, tcp_port=args.tcp)
+    baud = args.baud if args.baud is not None else (9600 if args.energy else 0)
+    if baud < 0:
+        raise CliError(f"--baud must be >= 0, got {baud}")
+    return serve_forever(args.model, port_file=args.port_file, faults=args.fault, baud=baud, tcp_port=args.tcp,
+                         mlperf=args.mlperf, name=args.name, energy=args.energy)
+
+
+def _mlperf_runner(args) -> int:
+    from .mlperf_runner import run, summary
+    rc, lines = run(args.port, args.mode, args.dataset, args.out, runner_dir=args.runner_dir, baud=args.baud,
+                    test_script=args.test_script, python=args.python)
+    s = summary(lines)
+    if rc != 0:
+        print(f"error: the runner exited with status {rc}", file=sys.stderr)
+        return 1
+    if not s["lines"]:
+        print("error: the runner printed no result line", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _accuracy(args) -> int:

@@ -466,7 +466,7 @@ def _run_latency(url, port, model_path, runs, warmup, baud, timeout, infer_timeo
                 data = bytes(n_in)
         else:
             data = bytes(n_in)
-        c.load(data)
+        c.load(c.wire_input(data) if model_path else bytes(int(c.info.get("max_frame") or n_in)))
         if warmup:
             c.infer(1, warmup)
         clock = int(c.info.get("clock_hz") or 0)

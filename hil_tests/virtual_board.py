@@ -98,15 +98,30 @@ def _hex32(tok: str) -> int:
 
 
 class BoardEngine:
-    """Protocol state machine of one device. feed() takes received bytes, returns bytes to send."""
+    """Protocol state machine of one device (the reference semantics of protocol.py).
 
-    def __init__(self, model: ModelInfo, faults: Faults | None = None, arena_size: int | None = None):
+    feed() takes received bytes and returns the bytes to send; with a `sink` every reply line is handed to
+    it as soon as it is produced instead (an `infer` streams its m-lap-us lines live)."""
+
+    def __init__(self, model: ModelInfo, faults: Faults | None = None, arena_size: int | None = None,
+                 name: str | None = None, input_format: str = "int8", results: str = "dequantized",
+                 energy: bool = False, sink=None):
+        if input_format not in P.INPUT_FORMATS:
+            raise BoardError(f"unknown input format {input_format!r} (known: {', '.join(P.INPUT_FORMATS)})")
+        if results == "mse" and model.output.nbytes != model.input.nbytes:
+            raise BoardError(f"{model.path.name}: an ad01-style MSE result needs as many outputs as inputs "
+                             f"({model.output.nbytes} != {model.input.nbytes})")
         self.model = model
         self.faults = faults or Faults()
         self.ref = host_reference(model, arena_size=arena_size)
         self.arena_used = self.ref.arena_used() or 0
+        self.name = name or model.name
+        self.input_format, self.results_kind, self.energy = input_format, results, energy
         self.in_bytes = model.input.nbytes
+        self.need = P.db_bytes_needed(input_format, self.in_bytes)   # db bytes one inference reads
+        self.db_max = self.need
         self.out_bytes = model.output.nbytes
+        self.sink = sink
         self.rng = random.Random(self.faults.seed)
         self.t_boot = time.perf_counter_ns()
         self.mode = "cmd"          # cmd | bload | silent | gone
@@ -115,43 +130,70 @@ class BoardEngine:
         self.lines_out = 0
         self.resets = 0
         self.noise_bursts = 0      # injected garbage bursts
+        self.pin_log: list[int] = []   # energy mode: timestamp "pulses" (us), logged instead of toggled
         self._reset_done_at: set[int] = set()
         self._resets_done: set[str] = set()
         self.log: list[str] = []   # received commands (tests inspect it)
+        self._out = bytearray()
         self._clear()
 
     # ---- state -------------------------------------------------------------------------------
     def _clear(self) -> None:
         self.cmd = bytearray()
-        self.cmd_overflow = False
-        self.db_expect: int | None = None
-        self.db_buf = bytearray()
-        self.input: bytes | None = None
+        self.db_size = 0           # announced by `db load N` (reference g_buff_size)
+        self.db_pos = 0            # bytes stored (reference g_buff_pos)
+        self.db_buf = bytearray(self.db_max)
         self.bl_n = 0
         self.bl_crc = 0
         self.bl_buf = bytearray()
         self.bl_last = 0.0
         self.last_out: np.ndarray | None = None
+        self.last_in: bytes | None = None
+
+    @property
+    def input(self) -> bytes | None:
+        """The db bytes the next `infer` reads, None while fewer than needed are loaded."""
+        return bytes(self.db_buf[:self.need]) if self.db_pos >= self.need else None
 
     def boot(self) -> bytes:
+        self._boot()
+        return self._take()
+
+    def _boot(self) -> None:
         self._clear()
         self.mode = "cmd"
-        return self._lines([P.BANNER_FIRST, f"m-lap-us-{self._us()}", P.INIT_DONE, P.READY])
+        self._emit([P.BANNER_ENERGY if self.energy else P.BANNER_FIRST, self._timestamp(),
+                    P.INIT_DONE, P.READY])
 
     def _us(self) -> int:
         return (time.perf_counter_ns() - self.t_boot) // 1000
 
-    def _lines(self, lines: list[str]) -> bytes:
-        out = bytearray()
+    def _timestamp(self) -> str:
+        """th_timestamp(): m-lap-us in performance mode; in energy mode the pin pulse, logged."""
+        us = self._us()
+        if self.energy:
+            self.pin_log.append(us)
+            return P.MSG_ENERGY_TIMESTAMP.format(us=us)
+        return P.MSG_LAP.format(us=us)
+
+    def _emit(self, lines: list[str]) -> None:
         f = self.faults
         for line in lines:
             self.lines_out += 1
             if f.garbage_lines_every and self.lines_out % f.garbage_lines_every == 0:
-                out += self._noise() + b"\r\n"
+                self._out += self._noise() + b"\r\n"
             if f.garbage_every and self.lines_out % f.garbage_every == 0:
-                out += self._noise()
-            out += line.encode("ascii", "replace") + b"\r\n"   # the protocol is ASCII (echoes are sanitised)
-        return bytes(out)
+                self._out += self._noise()
+            self._out += line.encode("ascii", "replace") + b"\r\n"   # the protocol is ASCII (echoes are sanitised)
+        if self.sink is not None and self._out:
+            data = bytes(self._out)
+            self._out.clear()
+            self.sink(data)
+
+    def _take(self) -> bytes:
+        data = bytes(self._out)
+        self._out.clear()
+        return data
 
     def _noise(self) -> bytes:
         # Line noise: high bytes and control characters, never a line end or the `m-`/`e-` markers.
@@ -162,55 +204,51 @@ class BoardEngine:
     # ---- input -------------------------------------------------------------------------------
     def feed(self, data: bytes, now: float | None = None) -> bytes:
         now = time.monotonic() if now is None else now
-        out = bytearray()
         i = 0
         while i < len(data):
             if self.mode in ("silent", "gone"):
                 break
             if self.mode == "bload":
-                take = min(self.bl_n - len(self.bl_buf), len(data) - i)
-                rb = self.faults.reset_in_bload
-                if rb and self.bloads + 1 == rb and "bload" not in self._resets_done:
-                    take = min(take, max(0, self.bl_n // 2 - len(self.bl_buf)))
-                    if len(self.bl_buf) + take >= self.bl_n // 2:
-                        self.bl_buf += data[i:i + take]
-                        i += take
-                        self._resets_done.add("bload")
-                        self.resets += 1
-                        out += self.boot()
-                        continue
-                self.bl_buf += data[i:i + take]
-                i += take
-                self.bl_last = now
-                if len(self.bl_buf) == self.bl_n:
-                    out += self._bload_done()
+                i = self._feed_bload(data, i, now)
                 continue
             b = data[i]
             i += 1
             if b == ord(P.TERMINATOR):
                 line = self.cmd.decode("latin-1")
-                overflow = self.cmd_overflow
                 self.cmd.clear()
-                self.cmd_overflow = False
-                if overflow:
-                    out += self._lines(["e-[command too long]", P.READY])
-                else:
-                    out += self._command(line, now)
-            elif len(self.cmd) >= P.MAX_COMMAND:
-                self.cmd_overflow = True
-            else:
-                self.cmd.append(b)
-        return bytes(out)
+                self._command(line, now)
+            elif b in (0x0D, 0x0A):
+                pass                    # line ends between commands are tolerated, never part of one
+            elif len(self.cmd) < P.MAX_COMMAND:
+                self.cmd.append(b)      # beyond MAX_COMMAND characters are dropped (reference: truncated)
+        return self._take()
+
+    def _feed_bload(self, data: bytes, i: int, now: float) -> int:
+        take = min(self.bl_n - len(self.bl_buf), len(data) - i)
+        rb = self.faults.reset_in_bload
+        if rb and self.bloads + 1 == rb and "bload" not in self._resets_done:
+            take = min(take, max(0, self.bl_n // 2 - len(self.bl_buf)))
+            if len(self.bl_buf) + take >= self.bl_n // 2:
+                self.bl_buf += data[i:i + take]
+                self._resets_done.add("bload")
+                self.resets += 1
+                self._boot()
+                return i + take
+        self.bl_buf += data[i:i + take]
+        self.bl_last = now
+        if len(self.bl_buf) == self.bl_n:
+            self._bload_done()
+        return i + take
 
     def poll(self, now: float | None = None) -> bytes:
         now = time.monotonic() if now is None else now
         if self.mode == "bload" and now - self.bl_last > P.BLOAD_TIMEOUT_S:
             self.mode = "cmd"
-            self.input = None
-            return self._lines(["e-[bload timeout]", P.READY])
-        return b""
+            self.db_pos = 0
+            self._emit([P.ERR_BLOAD_TIMEOUT, P.READY])
+        return self._take()
 
-    def _bload_done(self) -> bytes:
+    def _bload_done(self) -> None:
         self.mode = "cmd"
         self.bloads += 1
         frame = bytearray(self.bl_buf)
@@ -218,122 +256,143 @@ class BoardEngine:
         if f.corrupt_bload_every and self.bloads % f.corrupt_bload_every == 0:
             frame[self.rng.randrange(len(frame))] ^= 1 << self.rng.randrange(8)
         if P.crc32(bytes(frame)) != self.bl_crc:
-            self.input = None
-            return self._lines(["e-[bload crc mismatch]", P.READY])
-        self.input = bytes(frame)
-        self.db_expect = None
-        return self._lines([P.LOAD_DONE, P.READY])
+            self.db_pos = 0
+            self._emit([P.ERR_BLOAD_CRC, P.READY])
+            return
+        self.db_buf[:len(frame)] = frame
+        self.db_size = self.db_pos = len(frame)
+        self._emit([P.LOAD_DONE, P.READY])
 
     # ---- commands ----------------------------------------------------------------------------
-    def _command(self, line: str, now: float) -> bytes:
-        toks = line.split()
+    def _command(self, line: str, now: float) -> None:
+        toks = line.split(" ")
+        toks = [t for t in toks if t]
         self.log.append(line)
         cmd = toks[0] if toks else ""
         handler = getattr(self, f"_cmd_{cmd}", None) if cmd.isalpha() else None
         if handler is None:
-            return self._lines([f"e-[Unknown command: {_printable(cmd[:24])}]", P.READY])
-        return handler(toks[1:], now)
+            shown = _printable(cmd)  # echo printable ASCII only
+            self._emit([P.ERR_UNKNOWN.format(tok=shown), P.READY])
+            return
+        lines = handler(toks[1:], now)
+        if lines is not None:
+            self._emit(lines + [P.READY])
 
     def _cmd_name(self, args, now):
         if self.faults.wrong_name:
-            return self._lines(["m-name-acme-[modem 2.0]", P.READY])
-        return self._lines([f"m-name-dut-[{P.DUT_NAME}]", P.READY])
+            return ["m-name-acme-[modem 2.0]"]
+        return [P.MSG_NAME.format(name=P.DUT_NAME)]
 
     def _cmd_profile(self, args, now):
-        return self._lines([f"m-profile-[{P.PROFILE}]", f"m-model-[{self.model.name}]", P.READY])
+        return [P.MSG_PROFILE.format(profile=P.PROFILE), P.MSG_MODEL.format(model=self.name)]
+
+    def _cmd_help(self, args, now):
+        return list(P.HELP_LINES)
 
     def _cmd_timestamp(self, args, now):
-        return self._lines([f"m-lap-us-{self._us()}", P.READY])
+        return [self._timestamp()]
 
     def _cmd_info(self, args, now):
-        info = {"model": self.model.name, "arena": self.ref.arena_size, "arena_used": self.arena_used,
+        info = {"model": self.name, "arena": self.ref.arena_size, "arena_used": self.arena_used,
                 "input": self.in_bytes, "output": self.out_bytes, "clock_hz": 1_000_000_000,
-                "timer": "host", "bin": 1, "max_frame": self.in_bytes}
-        return self._lines([P.format_info(info), P.READY])
+                "timer": "host", "bin": 1, "max_frame": self.need, "input_format": self.input_format,
+                "db_max": self.db_max, "results": self.results_kind, "energy": int(self.energy)}
+        return [P.format_info(info)]
 
     def _cmd_db(self, args, now):
-        if len(args) == 2 and args[0] == "load":
-            try:
-                n = _u32(args[1])
-            except ValueError:
-                return self._lines(["e-[Command 'db load' requires the # of bytes]", P.READY])
-            if n != self.in_bytes:
-                return self._lines([f"e-[db load size {n} != input bytes {self.in_bytes}]", P.READY])
-            self.db_expect, self.db_buf, self.input = n, bytearray(), None
-            return self._lines([f"m-[Expecting {n} bytes]", P.READY])
-        if len(args) != 1:
-            return self._lines(["e-[Command 'db' needs 'load <N>' or hex data]", P.READY])
-        if self.db_expect is None:
-            return self._lines(["e-[db: no 'db load' in progress]", P.READY])
-        hexs = args[0]
+        if not args:
+            return [P.ERR_DB_SUBCOMMAND]
+        if args[0] == "load":
+            if len(args) < 2:
+                return [P.ERR_DB_LOAD_BYTES]
+            n = P.atoi(args[1])
+            if n <= 0:
+                return [P.ERR_DB_LOAD_ZERO]
+            if n > self.db_max:     # reference: prints the text, then overruns its buffer; we load nothing
+                self.db_size = self.db_pos = 0
+                return [P.ERR_DB_TOO_BIG.format(n=n, max=self.db_max)]
+            self.db_size, self.db_pos = n, 0
+            return [P.MSG_EXPECTING.format(n=n)]
+        if args[0] == "print":
+            return P.buffer_lines(bytes(self.db_buf[:self.db_size]))
+        return self._db_hex(args[0])
+
+    def _db_hex(self, hexs: str) -> list[str]:
         if len(hexs) % 2:
-            return self._lines(["e-[Insufficent number of hex digits]", P.READY])
-        try:
-            data = bytes.fromhex(hexs)
-        except ValueError:
-            bad = next(hexs[i:i + 2] for i in range(0, len(hexs), 2)
-                       if any(c not in "0123456789abcdefABCDEF" for c in hexs[i:i + 2]))
-            return self._lines([f"e-[Invalid hex digit '{_printable(bad)}']", P.READY])
-        if len(self.db_buf) + len(data) > self.db_expect:
-            return self._lines([f"e-[db data beyond {self.db_expect} bytes]", P.READY])
-        self.db_buf += data
-        if len(self.db_buf) == self.db_expect:
-            self.input, self.db_expect = bytes(self.db_buf), None
-            return self._lines([P.LOAD_DONE, P.READY])
-        return self._lines([P.READY])
+            return [P.ERR_HEX_ODD]
+        for k in range(0, len(hexs), 2):
+            pair = hexs[k:k + 2]
+            if any(c not in "0123456789abcdefABCDEF" for c in pair):
+                return [P.ERR_HEX_DIGIT.format(pair=_printable(pair))]
+            if self.db_pos >= self.db_size:
+                return []           # nothing announced, or beyond N: ignored (never stored)
+            self.db_buf[self.db_pos] = int(pair, 16)
+            self.db_pos += 1
+            if self.db_pos == self.db_size:
+                return [P.LOAD_DONE]    # the rest of this command's digits is disregarded
+        return []
 
     def _cmd_bload(self, args, now):
         try:
-            n, crc = _u32(args[0]), _hex32(args[1])
             if len(args) != 2:
                 raise ValueError
-        except (ValueError, IndexError):
-            return self._lines(["e-[bload needs <N> <crc32 hex>]", P.READY])
-        if n != self.in_bytes:
-            return self._lines([f"e-[bload size {n} != input bytes {self.in_bytes}]", P.READY])
+            n, crc = int(args[0]), int(args[1], 16)
+        except ValueError:
+            return [P.ERR_BLOAD_USAGE]
+        if n != self.need:
+            return [P.ERR_BLOAD_SIZE.format(n=n, need=self.need)]
         self.mode, self.bl_n, self.bl_crc, self.bl_buf, self.bl_last = "bload", n, crc, bytearray(), now
-        self.input = None
-        return self._lines([P.BLOAD_READY])
+        self.db_pos = 0
+        self._emit([P.BLOAD_READY])
+        return None
 
-    def _cmd_infer(self, args, now):
+    def _fault_on_infer(self) -> bool:
+        """Injected faults at an `infer`; True when the command is swallowed."""
         f = self.faults
         if f.vanish_after is not None and self.infers >= f.vanish_after:
             self.mode = "gone"
-            return b""
+            return True
         if f.silent_after is not None and self.infers >= f.silent_after:
             self.mode = "silent"
-            return b""
+            return True
         reset_due = (f.reset_after is not None and self.infers == f.reset_after) or \
                     (f.reset_every and self.infers > 0 and self.infers % f.reset_every == 0)
         if reset_due and self.infers not in self._reset_done_at:
             self._reset_done_at.add(self.infers)
             self.resets += 1
-            return self.boot()
-        try:
-            n = _u32(args[0]) if args else 1
-            w = _u32(args[1]) if len(args) > 1 else 0
-            if len(args) > 2:
-                raise ValueError("too many arguments")
-        except ValueError:
-            return self._lines(["e-[infer needs <N> [<W>]]", P.READY])
-        if n < 1:
-            return self._lines(["e-[Inference iterations must be >0]", P.READY])
-        if w < 0:
-            return self._lines(["e-[Inference warmup must be >=0]", P.READY])
-        if self.input is None:
-            return self._lines(["e-[input buffer empty]", P.READY])
-        x = np.frombuffer(self.input, dtype=np.int8)
-        out = [f"m-warmup-start-{w}"]
+            self._boot()
+            return True
+        return False
+
+    def _cmd_infer(self, args, now):
+        if self._fault_on_infer():
+            return None
+        n, w = P.DEFAULT_INFER_N, P.DEFAULT_WARMUP
+        if args:
+            n = P.atoi(args[0])
+            if n <= 0:
+                return [P.ERR_INFER_N]
+            if len(args) > 1:
+                w = P.atoi(args[1])
+                if w < 0:
+                    return [P.ERR_INFER_W]
+        raw = self.input
+        if raw is None:
+            return [P.ERR_NOT_LOADED.format(have=min(self.db_pos, self.need), need=self.need)]
+        o_in = self.model.input
+        x = np.frombuffer(P.decode_input(raw, self.input_format, o_in.scale, o_in.zero_point), dtype=np.int8)
+        self._emit([P.MSG_WARMUP_START.format(w=w)])
         for _ in range(w):
             self.last_out = self.ref.run(x)
-        out += ["m-warmup-done", f"m-infer-start-{n}", f"m-lap-us-{self._us()}"]
+        self._emit([P.WARMUP_DONE, P.MSG_INFER_START.format(n=n), self._timestamp()])
         t0 = time.perf_counter_ns()
         for _ in range(n):
             self.last_out = self.ref.run(x)
         ticks = time.perf_counter_ns() - t0
-        out += [f"m-lap-us-{self._us()}", f"m-infer-cycles-{ticks}", P.INFER_DONE]
+        self.last_in = raw
+        self._emit([self._timestamp(), P.MSG_CYCLES.format(ticks=ticks), P.INFER_DONE])
         self.infers += 1
-        return self._lines(out + self._results() + [P.READY])
+        return self._results()
 
     def _cmd_prof(self, args, now):
         """Per-op host time (ns at clock_hz 1e9): each op as a one-op model (common.host_tflm)."""
@@ -354,26 +413,49 @@ class BoardEngine:
     def _results(self) -> list[str]:
         q = self.last_out.astype(np.int32)
         o = self.model.output
-        deq = (q - o.zero_point) * o.scale
-        return ["m-results-[" + ",".join(f"{v:0.3f}" for v in deq) + "]",
+        if self.results_kind == "mse":
+            x = np.frombuffer(self.last_in, dtype="<f4") if self.input_format == "float32" else \
+                (np.frombuffer(P.decode_input(self.last_in, self.input_format, 1.0, 0), dtype=np.int8)
+                 .astype(np.float32) - self.model.input.zero_point) * self.model.input.scale
+            vals = [P.mse_result(q, o.scale, o.zero_point, x)]
+        else:
+            deq = (q.astype(np.float32) - np.float32(o.zero_point)) * np.float32(o.scale)
+            vals = [float(v) for v in deq]
+        return ["m-results-[" + ",".join(P.format_result(v) for v in vals) + "]",
                 "m-results-q-[" + ",".join(str(int(v)) for v in q) + "]"]
 
     def _cmd_results(self, args, now):
         if self.last_out is None:
-            return self._lines(["e-[no results yet]", P.READY])
-        return self._lines(self._results() + [P.READY])
+            return [P.ERR_NO_RESULTS]
+        return self._results()
+
+
+def device_profile(mlperf: str | None = None, name: str | None = None) -> dict:
+    """BoardEngine keyword arguments for `--mlperf BENCH` / `--name`: model name, input format, results."""
+    if mlperf is None:
+        return {"name": name, "input_format": "int8", "results": "dequantized"}
+    if mlperf not in P.MLPERF_BENCHMARKS:
+        raise BoardError(f"unknown MLPerf Tiny benchmark {mlperf!r} (known: {', '.join(P.MLPERF_BENCHMARKS)})")
+    b = P.MLPERF_BENCHMARKS[mlperf]
+    return {"name": name or mlperf, "input_format": b["input"], "results": b["results"]}
 
 
 class VirtualBoard:
     """A BoardEngine served in a background thread over a pty (default) or TCP.
 
     with VirtualBoard("m.tflite", faults=Faults(reset_after=3)) as vb:  url = vb.url
+
+    Like a powered board, the device boots once: over TCP the banner goes to the first connection, and a
+    reconnecting host finds the same session (no reboot, no banner); output while no host is connected is
+    lost, as on a UART nobody listens to.
     """
 
     def __init__(self, model: str | os.PathLike | ModelInfo, faults: Faults | None = None,
-                 transport: str = "pty", baud: int = 0, tcp_port: int = 0, arena_size: int | None = None):
+                 transport: str = "pty", baud: int = 0, tcp_port: int = 0, arena_size: int | None = None,
+                 mlperf: str | None = None, name: str | None = None, energy: bool = False):
         self.model = model if isinstance(model, ModelInfo) else load_model(model)
-        self.engine = BoardEngine(self.model, faults, arena_size=arena_size)
+        self.engine = BoardEngine(self.model, faults, arena_size=arena_size, energy=energy,
+                                  sink=self._send, **device_profile(mlperf, name))
         if transport not in ("pty", "tcp"):
             raise BoardError(f"unknown transport {transport!r}")
         self.transport, self.baud, self.tcp_port = transport, baud, tcp_port
@@ -384,6 +466,9 @@ class VirtualBoard:
         self._thread: threading.Thread | None = None
         self._fds: list[int] = []
         self._lsock: socket.socket | None = None
+        self._conn: socket.socket | None = None
+        self._pending = bytearray()
+        self.connections = 0
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> str:
@@ -395,7 +480,7 @@ class VirtualBoard:
             self._master, self._slave = master, slave
             self._fds = [master, slave]
             self.url = os.ttyname(slave)
-            self._pending = bytearray(self.engine.boot())
+            self.engine.boot()
             target = self._run_pty
         else:
             ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -454,13 +539,43 @@ class VirtualBoard:
         if self.baud:
             time.sleep(nbytes * 10.0 / self.baud)
 
+    # ---- output: every reply line leaves as soon as the engine produces it ----------------------
+    def _send(self, data: bytes) -> None:
+        if self.transport == "tcp":
+            conn = self._conn
+            if conn is None:
+                return                  # nobody connected: the bytes are lost, as on a UART
+            self._pace(len(data))
+            try:
+                conn.sendall(data)
+            except OSError:
+                pass
+            return
+        self._pending += data
+        self._flush_pty(block=True)
+
+    def _flush_pty(self, block: bool) -> None:
+        m = self._master
+        while self._pending and not self._stop.is_set():
+            try:
+                k = os.write(m, bytes(self._pending[:4096]))
+                self._pace(k)
+                del self._pending[:k]
+            except BlockingIOError:
+                if not block:
+                    return
+                select.select([], [m], [], 0.05)
+            except OSError:
+                self._pending.clear()
+                return
+
     # ---- pty ---------------------------------------------------------------------------------
     def _run_pty(self) -> None:
         m = self._master
         try:
             while not self._stop.is_set():
                 wl = [m] if self._pending else []
-                r, w, _ = select.select([m], wl, [], 0.02)
+                r, _, _ = select.select([m], wl, [], 0.02)
                 if r:
                     try:
                         data = os.read(m, 65536)
@@ -471,17 +586,11 @@ class VirtualBoard:
                             raise
                     if data:
                         self._pace(len(data))
-                        self._pending += self.engine.feed(data)
-                self._pending += self.engine.poll()
+                        self.engine.feed(data)
+                self.engine.poll()
                 if self.engine.mode == "gone":
                     break
-                if self._pending and (w or not wl):
-                    self._pace(len(self._pending))
-                    try:
-                        k = os.write(m, bytes(self._pending))
-                        del self._pending[:k]
-                    except BlockingIOError:
-                        pass
+                self._flush_pty(block=False)
         finally:
             if self.engine.mode == "gone":
                 self._close()
@@ -496,46 +605,48 @@ class VirtualBoard:
                 try:
                     conn, _ = ls.accept()
                 except socket.timeout:
+                    self.engine.poll()
                     continue
                 except OSError:
                     break
                 with conn:
                     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    pending = bytearray(self.engine.boot())
-                    while not self._stop.is_set():
-                        r, _, _ = select.select([conn], [], [], 0.02)
-                        if r:
-                            try:
-                                data = conn.recv(65536)
-                            except OSError:
-                                data = b""
-                            if not data:
-                                break
-                            self._pace(len(data))
-                            pending += self.engine.feed(data)
-                        pending += self.engine.poll()
-                        if self.engine.mode == "gone":
-                            break
-                        if pending:
-                            self._pace(len(pending))
-                            try:
-                                conn.sendall(bytes(pending))
-                            except OSError:
-                                break
-                            pending.clear()
+                    self._conn = conn
+                    self.connections += 1
+                    if self.connections == 1:
+                        self.engine.boot()      # power-on banner: only the first host sees it
+                    self._serve_conn(conn)
+                    self._conn = None
         finally:
             if self.engine.mode == "gone":
                 self._close()
                 self.gone.set()
 
+    def _serve_conn(self, conn: socket.socket) -> None:
+        while not self._stop.is_set():
+            r, _, _ = select.select([conn], [], [], 0.02)
+            if r:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    return
+                self._pace(len(data))
+                self.engine.feed(data)
+            self.engine.poll()
+            if self.engine.mode == "gone":
+                return
+
 
 def serve_forever(model: str, port_file: str | None = None, faults: list[str] | None = None, baud: int = 0,
-                  tcp_port: int | None = None, quiet: bool = False) -> int:
+                  tcp_port: int | None = None, quiet: bool = False, mlperf: str | None = None,
+                  name: str | None = None, energy: bool = False) -> int:
     """`netaug-mcu virtual-board`: run until SIGINT/SIGTERM (or until a vanish fault closes the port)."""
     import signal
     fl = Faults.parse(faults)
     vb = VirtualBoard(model, faults=fl, transport="tcp" if tcp_port is not None else "pty", baud=baud,
-                      tcp_port=tcp_port or 0)
+                      tcp_port=tcp_port or 0, mlperf=mlperf, name=name, energy=energy)
     url = vb.start()
     if port_file:
         from ..common.fsio import atomic_write
@@ -560,6 +671,7 @@ def serve_forever(model: str, port_file: str | None = None, faults: list[str] | 
         raise BoardError(f"the virtual board's serving thread failed: {type(vb.error).__name__}: {vb.error}")
     if not quiet:
         e = vb.engine
-        print(f"virtual board stopped: {e.infers} inferences, {e.bloads} binary frames, {e.resets} resets",
+        extra = f", {len(e.pin_log)} timestamp pulses (energy mode, logged)" if energy else ""
+        print(f"virtual board stopped: {e.infers} inferences, {e.bloads} binary frames, {e.resets} resets{extra}",
               flush=True)
     return 0

@@ -17,6 +17,9 @@ uint64_t board_ticks(void);
 uint32_t board_ticks_per_second(void);
 /* Exit the program: semihosting SYS_EXIT_EXTENDED on QEMU, a reset on the real board. */
 void board_exit(int code);
+/* Energy mode: pulse the timestamp GPIO (>= 1 us low). Optional: main.cc's weak default logs
+ * m-timestamp-pin-<us> on the UART (QEMU); the STM32F746G-DISCO drives Arduino D7 = PI3. */
+void board_timestamp_pulse(void);
 
 /* fault.c: fault handlers, MPU, stack high-water mark (bytes of the main stack ever used). */
 void fault_init(void);

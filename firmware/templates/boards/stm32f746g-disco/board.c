@@ -323,3 +323,27 @@ void board_exit(int code) {
   }
   NVIC_SystemReset();
 }
+
+/* Energy-mode timestamp (main.cc with NETAUG_ENERGY_MODE): Arduino header D7 = PI3, push-pull, idle high;
+ * each timestamp holds it low for 2 us (the energy monitor needs >= 1 us; the reference uses D7 too).
+ * Configured on the first pulse (the boot timestamp), so the monitor may see one extra edge at boot, which
+ * the runner tolerates (it uses the last two timestamps). */
+#define GPIOI_BASE 0x40022000u
+#define GPIO_BSRR(b) REG((b) + 0x18)
+#define TIMESTAMP_PIN 3u
+void board_timestamp_pulse(void) {
+  static int configured = 0;
+  if (!configured) {
+    RCC_AHB1ENR |= 1u << 8; /* GPIOIEN */
+    (void)RCC_AHB1ENR;
+    GPIO_BSRR(GPIOI_BASE) = 1u << TIMESTAMP_PIN; /* high before it becomes an output */
+    GPIO_MODER(GPIOI_BASE) = (GPIO_MODER(GPIOI_BASE) & ~(3u << (2 * TIMESTAMP_PIN))) | (1u << (2 * TIMESTAMP_PIN));
+    configured = 1;
+  }
+  GPIO_BSRR(GPIOI_BASE) = 1u << (TIMESTAMP_PIN + 16); /* low */
+  const uint64_t t0 = board_ticks();
+  const uint64_t hold = board_ticks_per_second() / 500000u; /* 2 us */
+  while (board_ticks() - t0 < hold) {
+  }
+  GPIO_BSRR(GPIOI_BASE) = 1u << TIMESTAMP_PIN;
+}
