@@ -117,6 +117,9 @@ def optimal_orders(model: TFLiteModel, n_orders: int = 4) -> tuple[int, list[lis
         if len(best) > MAX_STATES:
             raise ReorderError(f"graph too branchy for the exact search (> {MAX_STATES} states)")
     full = (1 << n) - 1
+    if full not in best:   # some operator waits for its own (or a later cycle's) output: no order exists
+        raise ReorderError("the operator graph has a cycle (an operator consumes a tensor produced after it); "
+                           "the model is corrupt")
     peak = best[full]
     # enumerate a few optimal orders (prefer original order first, then alternatives)
     orders: list[list[int]] = []

@@ -406,7 +406,10 @@ class Client:
         if rep.find(P.INFER_DONE) is None or q_line is None or len(laps) < 2:
             raise ProtocolError(f"incomplete infer reply ({len(rep.lines)} lines)")
         try:
-            q = P.parse_int_list(P.bracket(q_line, "m-results-q"))
+            body = P.bracket(q_line, "m-results-q")
+            if body is None:           # 'm-results-q-[1,2' without its closing bracket
+                raise ValueError("no closing bracket")
+            q = P.parse_int_list(body)
         except (ValueError, TypeError):
             raise ProtocolError(f"garbled results line: {q_line[:60]}") from None
         out_n = self.info.get("output")

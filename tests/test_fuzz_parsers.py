@@ -101,7 +101,19 @@ REGRESSIONS = [
     ("serial_host", {"binary": True, "plan": {3: ("replace", 0, b"m-info-[bin=1,max_frame=999999999999]\r\n"
                                                                  b"m-ready\r\n", b"")}}),
     ("serial_host", {"binary": True, "plan": {6: ("line", 0, b"m-lap-us-" + b"9" * 5000 + b"\r\n", b"")}}),
+    ("serial_host", {"binary": True, "plan": {6: ("replace", 0, b"m-lap-us-1\r\nm-lap-us-2\r\nm-infer-done\r\n"
+                                                                 b"m-results-q-[1,2\r\nm-ready\r\n", b"")}}),  # 10k run
 ]
+
+
+def test_optimize_rejects_a_cyclic_graph():
+    """Found by the 10k tflite_optimize run: an operator consuming a later operator's output (KeyError before)."""
+    from netaug_mcu.common.tflite_model import load
+    from netaug_mcu.converter.reorder import ReorderError, optimal_orders
+    m = load(F.TINY_MODELS[0].read_bytes())
+    m.operators[0].inputs = list(m.operators[0].inputs) + [m.operators[-1].outputs[0]]
+    with pytest.raises(ReorderError, match="cycle"):
+        optimal_orders(m)
 
 
 @pytest.mark.parametrize("name,value", REGRESSIONS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(REGRESSIONS)])
