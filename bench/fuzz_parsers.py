@@ -128,8 +128,9 @@ def _store(out: Path, name: str, res: dict) -> None:
     """Update one parser's entry; runs for different --parser values may share the file (locked re-read)."""
     import fcntl
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_name(out.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    fd = os.open(out.parent, os.O_RDONLY)   # the folder is the lock: no lock file left behind
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         doc: dict = {}
         if out.is_file():
             try:
@@ -140,6 +141,8 @@ def _store(out: Path, name: str, res: dict) -> None:
         doc["parsers"] = dict(sorted(doc["parsers"].items()))
         doc["uncaught_exceptions_total"] = sum(p["uncaught_exceptions"] for p in doc["parsers"].values())
         atomic_write_json(out, doc)
+    finally:
+        os.close(fd)
 
 
 if __name__ == "__main__":
