@@ -135,12 +135,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="native resolutions only, no QEMU")
     ap.add_argument("--no-qemu", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="keep the rows already in patch.json, run the rest")
     args = ap.parse_args()
     jobs = [(n, zoo.MODELS[n]["resolution"]) for n in sorted(zoo.MODELS)]
-    if not args.quick:
-        jobs += [(n, r) for n, rs in SWEEP.items() for r in rs if (n, r) not in jobs]
-    rows = []
+    if not args.quick:   # the F746 sweep first: it answers the fit questions
+        jobs = [(n, r) for n, rs in SWEEP.items() for r in rs] + [j for j in jobs if j[0] not in SWEEP]
+        jobs += [(n, zoo.MODELS[n]["resolution"]) for n in SWEEP if (n, zoo.MODELS[n]["resolution"]) not in jobs]
     out = RESULTS / "patch.json"
+    rows = json.loads(out.read_text())["rows"] if args.resume and out.is_file() else []
+    done = {(r["model"], r["resolution"]) for r in rows}
+    jobs = [j for j in jobs if j not in done]
     with tempfile.TemporaryDirectory(prefix="patch-bench-") as d:
         work = Path(d)
         for name, res in jobs:
