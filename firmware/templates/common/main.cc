@@ -45,8 +45,8 @@ alignas(16) uint8_t g_arena[NETAUG_ARENA_BYTES] __attribute__((section(".arena")
 alignas(16) uint8_t g_input[kDbBytes] __attribute__((section(".input")));
 size_t g_input_len = 0;                 // bytes stored (reference g_buff_pos)
 size_t g_input_expected = 0;            // announced by `db load N` (reference g_buff_size)
-#if NETAUG_INPUT_FORMAT != 0
-int8_t g_tensor_in[kInputBytes];        // the converted input tensor (th_load_tensor)
+#if NETAUG_INPUT_FORMAT == 2
+int8_t g_tensor_in[kInputBytes];        // the quantized input tensor (th_load_tensor; 1/4 of the buffer)
 #endif
 
 using Resolver = tflite::MicroMutableOpResolver<NETAUG_NUM_OPS>;
@@ -279,21 +279,33 @@ void model_init() {
   g_interp = interp;
 }
 
-// The int8 input tensor the last `infer` used (converted from the db buffer by load_tensor()).
-const int8_t* g_tensor_in_ptr() {
-#if NETAUG_INPUT_FORMAT != 0
-  return g_tensor_in;
+// Element i of the int8 input tensor the last `infer` used. uint8 files are converted on the fly
+// (x - 128 == x ^ 0x80), so a 96x96x3 VWW input needs no second buffer.
+int8_t input_q(size_t i) {
+#if NETAUG_INPUT_FORMAT == 2
+  return g_tensor_in[i];
+#elif NETAUG_INPUT_FORMAT == 1
+  return static_cast<int8_t>(g_input[i] ^ 0x80u);
 #else
-  return reinterpret_cast<const int8_t*>(g_input);
+  return static_cast<int8_t>(g_input[i]);
+#endif
+}
+
+// The input tensor's bytes before every Invoke() (the planner reuses them for activations).
+void copy_input(char* in) {
+#if NETAUG_INPUT_FORMAT == 1
+  for (size_t i = 0; i < kInputBytes; ++i) in[i] = static_cast<char>(g_input[i] ^ 0x80u);
+#elif NETAUG_INPUT_FORMAT == 2
+  memcpy(in, g_tensor_in, kInputBytes);
+#else
+  memcpy(in, g_input, kInputBytes);
 #endif
 }
 
 // th_load_tensor(): db bytes -> int8 tensor (ic01/vww01: uint8 - 128; ad01: float32 quantized with the
 // input scale / zero point, round half away from zero, clamped).
 void load_tensor() {
-#if NETAUG_INPUT_FORMAT == 1
-  for (size_t i = 0; i < kInputBytes; ++i) g_tensor_in[i] = static_cast<int8_t>(static_cast<int32_t>(g_input[i]) - 128);
-#elif NETAUG_INPUT_FORMAT == 2
+#if NETAUG_INPUT_FORMAT == 2
   const TfLiteTensor* t = g_interp->input(0);
   for (size_t i = 0; i < kInputBytes; ++i) {
     float x;
@@ -325,7 +337,7 @@ void print_results() {
 #if NETAUG_INPUT_FORMAT == 2
       memcpy(&x, g_input + 4 * i, 4);
 #else
-      x = in_t->params.scale * static_cast<float>(static_cast<int32_t>(g_tensor_in_ptr()[i]) - in_t->params.zero_point);
+      x = in_t->params.scale * static_cast<float>(static_cast<int32_t>(input_q(i)) - in_t->params.zero_point);
 #endif
       const float d = scale * static_cast<float>(out->data.int8[i] - zp) - x;
       diffsum += d * d;
@@ -552,7 +564,7 @@ void cmd_prof(int ntok) {
   if (!can_invoke()) return;
   char* const in = g_interp->input(0)->data.raw;
   for (int pass = 0; pass < 2; ++pass) {
-    memcpy(in, g_tensor_in_ptr(), kInputBytes);
+    copy_input(in);
     g_prof_n = 0;
     g_prof_on = pass == 1;
     const uint64_t t0 = board_ticks();
@@ -597,7 +609,6 @@ void cmd_infer(char** tok, int ntok) {
     }
   }
   if (!can_invoke()) return;
-  const void* src = g_tensor_in_ptr();
   // TFLM's memory planner reuses the input tensor's bytes for later activations, so the input is
   // copied before every invoke (untimed in m-infer-cycles; ~1 cycle/byte inside the m-lap-us window).
   char* const in = g_interp->input(0)->data.raw;
@@ -605,7 +616,7 @@ void cmd_infer(char** tok, int ntok) {
   put_u64(w);
   endl();
   for (uint32_t i = 0; i < w; ++i) {
-    memcpy(in, src, kInputBytes);
+    copy_input(in);
     if (g_interp->Invoke() != kTfLiteOk) {
       error("Invoke failed");
       return;
@@ -618,7 +629,7 @@ void cmd_infer(char** tok, int ntok) {
   timestamp();
   uint64_t invoke_ticks = 0;
   for (uint32_t i = 0; i < n; ++i) {
-    memcpy(in, src, kInputBytes);
+    copy_input(in);
     const uint64_t t0 = board_ticks();
     const TfLiteStatus st = g_interp->Invoke();
     invoke_ticks += board_ticks() - t0;
