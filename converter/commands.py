@@ -77,6 +77,9 @@ def register(sub) -> None:
     p.add_argument("--dataset", help="dataset for calibration/evaluation (default: the checkpoint's; "
                    "fashion-mnist or an ImageFolder path)")
     p.add_argument("--no-cache", action="store_true", help="--zoo: ignore the conversion cache")
+    p.add_argument("--softmax", action="store_true",
+                   help="end the model in an int8 SOFTMAX so it outputs probabilities (scale 1/256) instead of "
+                   "logits: what the MLPerf Tiny runner's accuracy mode expects; top-1 is unchanged")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     p.set_defaults(func=_convert, extra="convert")
@@ -223,13 +226,14 @@ def _convert_locked(args) -> dict:
         rep = cv.convert_zoo(args.zoo, args.resolution, args.channels, args.classes, args.out,
                              calib_samples=args.calib_samples or 32,
                              check_samples=10 if args.eval_samples is None else args.eval_samples,
-                             quiet=args.quiet, use_cache=not args.no_cache)
+                             quiet=args.quiet, use_cache=not args.no_cache, softmax=args.softmax)
         rep["title"] = f"{args.zoo} (random weights) -> {args.out}"
     else:
         rep = cv.convert_checkpoint(args.checkpoint, args.out,
                                     calib_samples=300 if args.calib_samples is None else args.calib_samples,
                                     eval_samples=1000 if args.eval_samples is None else args.eval_samples,
-                                    dataset=args.dataset, calib_data=args.calib_data, quiet=args.quiet)
+                                    dataset=args.dataset, calib_data=args.calib_data, softmax=args.softmax,
+                                    quiet=args.quiet)
         rep["title"] = f"{args.checkpoint} -> {args.out}"
     return rep
 

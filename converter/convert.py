@@ -7,8 +7,10 @@ evaluation: float (torch), int8 (tf.lite/LiteRT), TFLM host, on inputs prepared 
 netaug_mcu.common.preprocess (the numpy path the HIL host uses too).
 
 Python API used by other stages:
-  convert_checkpoint(model_pt, out_tflite, calib_samples=300, eval_samples=1000) -> report dict
-  convert_zoo(name, resolution, channels, classes, out_tflite) -> report dict (cached by arguments)
+  convert_checkpoint(model_pt, out_tflite, calib_samples=300, eval_samples=1000, softmax=False) -> report dict
+  convert_zoo(name, resolution, channels, classes, out_tflite, softmax=False) -> report dict (cached by arguments)
+softmax=True ends the graph in an int8 SOFTMAX (output scale 1/256, zero point -128), so the device returns
+probabilities: what the MLPerf Tiny runner expects (it divides each result vector by its sum).
   evaluate_model(tflite_path, dataset="fashion-mnist", eval_samples=1000, preprocess=None) -> report
 The report is also written as `<out stem>.json` next to the .tflite (model.tflite -> model.json).
 """
@@ -54,6 +56,35 @@ def load_checkpoint(model_pt: str | os.PathLike):
 
 # ---------------------------------------------------------------- core
 
+def with_softmax(model):
+    """`model` followed by a softmax over the classes (converted to one int8 SOFTMAX op).
+
+    Top-1 is unchanged (softmax is monotonic); only the output's meaning changes: probabilities, not logits.
+    """
+    import torch
+
+    class _WithSoftmax(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            self.arch = getattr(inner, "arch", None)
+
+        def forward(self, x):
+            return torch.softmax(self.inner(x), dim=1)
+
+    return _WithSoftmax(model).eval()
+
+
+def _check_softmax_tail(summary, softmax: bool) -> str:
+    """-> the output activation recorded in model.json; a --softmax model must end in an int8 SOFTMAX."""
+    if not softmax:
+        return "logits"
+    last = summary.ops[-1].name if summary.ops else None
+    if last != "SOFTMAX":
+        raise ConvertError(f"--softmax: the converted graph ends in {last}, not SOFTMAX")
+    return "softmax"
+
+
 def _float_logits(model, inputs_nhwc: np.ndarray, batch: int = 256) -> np.ndarray:
     import torch
 
@@ -81,11 +112,12 @@ def convert_module(model, preprocess: dict, out_tflite: str | os.PathLike, *,
                    calib: np.ndarray, eval_inputs: np.ndarray | None = None,
                    eval_labels: np.ndarray | None = None, extra: dict | None = None,
                    quant_type: str = "per-channel", forbid_ops=("PAD", "PADV2", "TRANSPOSE"),
-                   ref_check_samples: int = 1000, quiet: bool = False) -> dict:
+                   ref_check_samples: int = 1000, softmax: bool = False, quiet: bool = False) -> dict:
     """Convert an nn.Module (NCHW float input) to int8 TFLite at `out_tflite` + report json.
 
     calib: normalised NHWC float32 calibration inputs; eval_inputs: normalised NHWC float32 inputs
-    (labels optional) for the float/int8/TFLM comparison. Returns the report dict.
+    (labels optional) for the float/int8/TFLM comparison; softmax: append an int8 SOFTMAX (see with_softmax).
+    Returns the report dict.
     """
     from .evaluate import evaluate_tflite
     from .onnx_export import prepare_onnx
@@ -108,6 +140,8 @@ def convert_module(model, preprocess: dict, out_tflite: str | os.PathLike, *,
     t0 = time.time()
     from .onnx_export import OPSET
 
+    if softmax:
+        model = with_softmax(model)
     _log(f"exporting ONNX (opset {OPSET}, input [1,{ch},{res},{res}])", quiet)
     proto, surgery = prepare_onnx(model, (1, ch, res, res))
     _log(f"onnx2tf -> full-integer int8 TFLite ({len(calib)} calibration samples)", quiet)
@@ -117,6 +151,7 @@ def convert_module(model, preprocess: dict, out_tflite: str | os.PathLike, *,
     attach_origins(summary, layer_map)
     check_tflm_compatible(summary, forbid=frozenset(forbid_ops))
     check_int8_io(summary)
+    output_activation = _check_softmax_tail(summary, softmax)
     conv_seconds = round(time.time() - t0, 2)
     _log(f"converted in {conv_seconds:.1f} s: {len(tfl):,} bytes, ops {summary.op_histogram}", quiet)
 
@@ -124,6 +159,7 @@ def convert_module(model, preprocess: dict, out_tflite: str | os.PathLike, *,
     rep.update(extra or {})
     rep["input"] = summary.io("input")
     rep["output"] = summary.io("output")
+    rep["output_activation"] = output_activation  # "logits" or "softmax" (probabilities, scale 1/256)
     rep["preprocess"] = dict(preprocess)
     rep["op_histogram"] = summary.op_histogram
     rep["tflm_ops"] = sorted(summary.op_histogram)
@@ -190,7 +226,8 @@ def evaluation_inputs(preprocess: dict, n: int, dataset: str | None = None, num_
 
 def convert_checkpoint(model_pt: str | os.PathLike, out_tflite: str | os.PathLike, calib_samples: int = 300,
                        eval_samples: int = 1000, dataset: str | None = None,
-                       calib_data: str | os.PathLike | np.ndarray | None = None, quiet: bool = False) -> dict:
+                       calib_data: str | os.PathLike | np.ndarray | None = None, softmax: bool = False,
+                       quiet: bool = False) -> dict:
     """Trainer checkpoint (model.pt) -> int8 TFLite + model.json with float/int8/TFLM accuracies."""
     if calib_samples < 1 and calib_data is None:
         raise ConvertError("--calib-samples must be >= 1")
@@ -219,7 +256,7 @@ def convert_checkpoint(model_pt: str | os.PathLike, out_tflite: str | os.PathLik
              "eval_split": "test", "calib_source": "file" if calib_data is not None else "train split",
              "checkpoint_metrics": ckpt.get("metrics")}
     return convert_module(model, pp, out_tflite, calib=calib, eval_inputs=eval_x, eval_labels=eval_y,
-                          extra=extra, quiet=quiet)
+                          extra=extra, softmax=softmax, quiet=quiet)
 
 
 def _load_calib(calib_data) -> np.ndarray:
@@ -236,7 +273,7 @@ def _load_calib(calib_data) -> np.ndarray:
 
 
 def zoo_cache_key(name: str, resolution: int, channels: int, classes: int, calib_samples: int,
-                  check_samples: int, seed: int) -> str:
+                  check_samples: int, seed: int, softmax: bool = False) -> str:
     zoo_src = b""
     try:
         from ..trainer import zoo as z
@@ -244,8 +281,8 @@ def zoo_cache_key(name: str, resolution: int, channels: int, classes: int, calib
         zoo_src = Path(z.__file__).read_bytes()
     except Exception:  # noqa: BLE001
         pass
-    blob = json.dumps([CONVERTER_VERSION, name, resolution, channels, classes, calib_samples,
-                       check_samples, seed]).encode() + hashlib.sha256(zoo_src).digest()
+    args = [CONVERTER_VERSION, name, resolution, channels, classes, calib_samples, check_samples, seed]
+    blob = json.dumps(args + (["softmax"] if softmax else [])).encode() + hashlib.sha256(zoo_src).digest()
     for mod in ("onnx_export.py", "_onnx2tf_worker.py"):
         blob += (Path(__file__).parent / mod).read_bytes()
     return hashlib.sha256(blob).hexdigest()[:20]
@@ -253,7 +290,7 @@ def zoo_cache_key(name: str, resolution: int, channels: int, classes: int, calib
 
 def convert_zoo(name: str, resolution: int | None, channels: int, classes: int, out_tflite: str | os.PathLike,
                 calib_samples: int = 32, check_samples: int = 0, seed: int = 0, quiet: bool = False,
-                use_cache: bool = True) -> dict:
+                use_cache: bool = True, softmax: bool = False) -> dict:
     """Random-weight zoo model -> int8 TFLite (+ json). Calibration: N(0,1) inputs (seeded).
 
     No accuracy (random weights). `check_samples` random inputs compare torch/tf.lite/TFLM numerics.
@@ -270,12 +307,13 @@ def convert_zoo(name: str, resolution: int | None, channels: int, classes: int, 
     except Exception as exc:  # noqa: BLE001 - ZooError and friends
         raise ConvertError(str(exc)) from exc
     resolution = int(model.arch["resolution"])
-    key = zoo_cache_key(name, resolution, channels, classes, calib_samples, check_samples, seed)
+    key = zoo_cache_key(name, resolution, channels, classes, calib_samples, check_samples, seed, softmax)
     cdir = cache_root() / "zoo-models" / key
     ctfl, cjson = cdir / "model.tflite", cdir / "model.json"
     if use_cache and ctfl.is_file() and cjson.is_file():
         rep = json.loads(cjson.read_text())
         rep["cached"] = True
+        rep.setdefault("output_activation", "logits")  # caches written before the key existed
         rep["model_file"] = out.name
         if out.resolve() != ctfl.resolve():
             atomic_write_many({out: ctfl.read_bytes(), model_json_path(out): (json.dumps(rep, indent=2) + "\n").encode()})
@@ -292,7 +330,7 @@ def convert_zoo(name: str, resolution: int | None, channels: int, classes: int, 
     extra = {"source": {"zoo": name, "arch": dict(model.arch), "weights": f"random (torch seed {seed})"},
              "calib_source": f"random normal N(0,1), seed {seed}",
              "eval_dataset": "random normal" if check is not None else None}
-    rep = convert_module(model, pp, out, calib=calib, eval_inputs=check, extra=extra, quiet=quiet)
+    rep = convert_module(model, pp, out, calib=calib, eval_inputs=check, extra=extra, softmax=softmax, quiet=quiet)
     rep["cached"] = False
     if use_cache:
         try:

@@ -520,3 +520,28 @@ def test_image_folder_loading(tmp_path):
     assert out.shape == (6, 8, 8, 3) and -1.0 <= out.min() and out.max() <= 1.0
     with pytest.raises(ds.DatasetError):
         ds.load_split(str(tmp_path / "missing"))
+
+
+def test_softmax_tail_outputs_probabilities_with_the_same_top1(converted, tmp_path):
+    """convert --softmax: one int8 SOFTMAX at the end (scale 1/256, zp -128), probabilities that sum to ~1,
+    TFLM bit-exact with tf.lite, and the same top-1 as the logits model (softmax is monotonic)."""
+    pt, _, rep = converted
+    tfl = tmp_path / "sm.tflite"
+    r = _cli("convert", str(pt), "--softmax", "--calib-samples", "100", "--eval-samples", "200",
+             "--out", str(tfl), "--json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    sm = json.loads((tmp_path / "sm.json").read_text())
+    s = load_tflite(tfl.read_bytes())
+    assert s.ops[-1].name == "SOFTMAX" and sm["output_activation"] == "softmax"
+    assert sm["output"]["scale"] == 1 / 256 and sm["output"]["zero_point"] == -128
+    assert sm["tflm_vs_tflite_ref"]["bit_exact"]
+    assert abs(sm["tflm_top1"] - rep["tflm_top1"]) <= 1.0 and abs(sm["float_top1"] - rep["float_top1"]) < 0.01
+    from netaug_mcu.converter.evaluate import LiteRTRunner
+
+    lite = LiteRTRunner(tfl.read_bytes())
+    s_in, z_in = lite.input_quant
+    x, _ = ds.load_fashion_mnist("test")
+    xin = pre_mod.preprocess(x[:8], rep["preprocess"])
+    probs = np.stack([pre_mod.dequantize(lite(pre_mod.quantize(v[None], s_in, z_in)), 1 / 256, -128).reshape(-1)
+                      for v in xin])
+    assert np.all(probs >= 0) and np.allclose(probs.sum(1), 1.0, atol=0.05)
