@@ -274,7 +274,10 @@ class BoardEngine:
             shown = _printable(cmd)  # echo printable ASCII only
             self._emit([P.ERR_UNKNOWN.format(tok=shown), P.READY])
             return
-        lines = handler(toks[1:], now)
+        try:
+            lines = handler(toks[1:], now)
+        except Exception as exc:  # noqa: BLE001 - a bug in a handler answers one error line, never a silent board
+            lines = [f"e-[virtual board internal error in {cmd}: {type(exc).__name__}: {_printable(str(exc))[:120]}]"]
         if lines is not None:
             self._emit(lines + [P.READY])
 
@@ -397,18 +400,21 @@ class BoardEngine:
     def _cmd_prof(self, args, now):
         """Per-op host time (ns at clock_hz 1e9): each op as a one-op model (common.host_tflm)."""
         if args:
-            return self._lines(["e-[usage: prof]", P.READY])
-        if self.input is None:
-            return self._lines(["e-[input buffer empty]", P.READY])
+            return ["e-[usage: prof]"]
+        raw = self.input
+        if raw is None:
+            return [P.ERR_NOT_LOADED.format(have=min(self.db_pos, self.need), need=self.need)]
         from ..common.host_tflm import op_host_times
-        x = np.frombuffer(self.input, dtype=np.int8)
+        o_in = self.model.input
+        x = np.frombuffer(P.decode_input(raw, self.input_format, o_in.scale, o_in.zero_point), dtype=np.int8)
         self.ref.run(x)   # warm-up, as the firmware does
         t0 = time.perf_counter_ns()
         self.last_out = self.ref.run(x)
         total = time.perf_counter_ns() - t0
+        self.last_in = raw
         ticks = op_host_times(self.model.data, x)
-        return self._lines([f"m-prof-ops-{len(ticks)}", f"m-prof-ticks-[{','.join(map(str, ticks))}]",
-                            f"m-prof-total-{total}", "m-prof-done", P.READY])
+        return [f"m-prof-ops-{len(ticks)}", f"m-prof-ticks-[{','.join(map(str, ticks))}]",
+                f"m-prof-total-{total}", "m-prof-done"]
 
     def _results(self) -> list[str]:
         q = self.last_out.astype(np.int32)

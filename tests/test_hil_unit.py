@@ -112,6 +112,28 @@ def test_engine_bload_timeout_and_crc(model):
     assert _lines(e.feed(bad))[-2:] == ["e-[bload crc mismatch]", P.READY] and e.input is None
 
 
+def test_engine_prof_replies_like_the_firmware(model):
+    e = BoardEngine(model)
+    assert _lines(e.feed(b"prof%")) == [P.ERR_NOT_LOADED.format(have=0, need=model.input.nbytes), P.READY]
+    assert _lines(e.feed(b"prof 1%")) == ["e-[usage: prof]", P.READY]
+    data = bytes(model.input.nbytes)
+    e.feed(P.command_bytes(P.bload_command(data)) + data)
+    out = _lines(e.feed(b"prof%"))
+    assert out[-2:] == ["m-prof-done", P.READY], out
+    from netaug_mcu.common.tflite_model import load
+    n_ops = len(load(MODEL.read_bytes()).operators)
+    assert out[0] == f"m-prof-ops-{n_ops}" and out[2].startswith("m-prof-total-")
+    assert len(out[1].removeprefix("m-prof-ticks-[").rstrip("]").split(",")) == n_ops
+
+
+def test_engine_handler_failure_is_one_error_line(model, monkeypatch):
+    e = BoardEngine(model)
+    monkeypatch.setattr(e, "_cmd_name", lambda args, now: 1 / 0)
+    out = _lines(e.feed(b"name%"))
+    assert out == ["e-[virtual board internal error in name: ZeroDivisionError: division by zero]", P.READY]
+    assert _lines(e.feed(b"profile%"))[-1] == P.READY      # the board keeps answering
+
+
 def test_engine_overlong_command(model):
     e = BoardEngine(model)
     # the reference keeps the first 80 characters and runs them
