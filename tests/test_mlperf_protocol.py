@@ -266,3 +266,65 @@ def test_energy_mode_logs_the_timestamp(model):
     assert boot[0] == P.BANNER_ENERGY
     out = e.feed(b"timestamp%").decode()
     assert "m-lap-us-" not in out and "m-timestamp-pin-" in out and len(e.pin_log) == 2
+
+
+@pytest.fixture(scope="module")
+def toolchain_or_skip():
+    from netaug_mcu.hil.conftest import _firmware_toolchain
+    tc = _firmware_toolchain()
+    if tc is None:
+        pytest.skip("energy-mode firmware needs arm-none-eabi-gcc, qemu-system-arm and the cached libtflm.a "
+                    "(`netaug-mcu firmware MODEL --build` once)")
+    return tc
+
+
+def test_energy_mode_firmware_on_qemu(model, toolchain_or_skip, tmp_path):
+    """`firmware --energy` on QEMU: energy banner, each timestamp is the (logged) pin pulse instead of
+    m-lap-us, results unchanged (host TFLM)."""
+    from netaug_mcu.firmware import build, generate
+    from netaug_mcu.hil.targets import start_qemu
+    tree, lib = toolchain_or_skip
+    generate.generate(MODEL, board="mps2-an500", out=tmp_path, tree=tree, lib=lib, log=lambda *_: None,
+                      energy=True)
+    res = build.build(tmp_path, tree=tree, lib=lib, log=lambda *_: None)
+    url, stop = start_qemu(res.elf)
+    try:
+        w = Wire(url)
+        time.sleep(0.2)
+        w.s.write(b"%")
+        time.sleep(0.5)
+        w.s.read(65536)
+        w.buf = b""
+        ts = w.cmd("timestamp")
+        assert len(ts) == 1 and ts[0].startswith("m-timestamp-pin-") and "m-lap-us-" not in "".join(ts), ts
+        info_line = w.cmd("info")[0]
+        assert info_line.startswith("m-info-[") and P.parse_info(info_line[len("m-info-["):-1])["energy"] == 1
+        x = np.random.default_rng(3).integers(-128, 128, model.input.nbytes, dtype=np.int8).tobytes()
+        _load(w, x)
+        out = w.cmd("infer 2 1")
+        pins = [ln for ln in out if ln.startswith("m-timestamp-pin-")]
+        assert len(pins) == 2 and not any(ln.startswith("m-lap-us-") for ln in out), out
+        t0, t1 = (int(p.removeprefix("m-timestamp-pin-")) for p in pins)
+        assert t1 > t0
+        q = [int(v) for v in next(ln for ln in out if ln.startswith("m-results-q-["))[len("m-results-q-["):-1].split(",")]
+        ref = host_reference(model).run(np.frombuffer(x, np.int8)).astype(int).reshape(-1).tolist()
+        assert q == ref
+        w.close()
+    finally:
+        stop()
+
+
+def test_energy_mode_f746_links_the_gpio_pulse(model, toolchain_or_skip, tmp_path):
+    """`firmware --energy --board stm32f746g-disco` compiles and links at 9600 baud, and the timestamp is the
+    board's GPIO pulse (a strong board_timestamp_pulse from board.c), not the weak serial fallback."""
+    import subprocess
+    from netaug_mcu.firmware import build, generate
+    tree, lib = toolchain_or_skip
+    proj = generate.generate(MODEL, board="stm32f746g-disco", out=tmp_path, tree=tree, lib=lib,
+                             log=lambda *_: None, energy=True, baud=9600)
+    res = build.build(tmp_path, tree=tree, lib=lib, log=lambda *_: None)
+    syms = subprocess.run(["arm-none-eabi-nm", res.elf], stdout=subprocess.PIPE, text=True, check=True).stdout
+    kinds = {ln.split()[1] for ln in syms.splitlines() if ln.split()[-1] == "board_timestamp_pulse"}
+    assert kinds == {"T"}, f"board_timestamp_pulse symbol kinds {kinds} (W = the weak serial fallback)"
+    assert "#define NETAUG_ENERGY_MODE 1" in "".join(p.read_text() for p in tmp_path.rglob("*.h"))
+    assert proj is not None

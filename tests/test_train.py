@@ -62,17 +62,20 @@ def _train_mode_loss(model, ds, n=256):
     return float(nn.functional.cross_entropy(model(x), y))
 
 
-def test_one_epoch_lowers_loss_and_writes_outputs(tmp_path, small_ds):
+def test_training_lowers_loss_and_writes_outputs(tmp_path, small_ds):
+    # Two epochs (32 SGD steps): after one, the loss on these 256 images depends on the CPU's float
+    # rounding (on an AVX-512 EPYC, seed 0 with channels_last: 2.354 -> 2.345; NCHW: -> 2.036); after
+    # two it fell by >= 0.18 for seeds 0-4 in both layouts.
     torch.manual_seed(0)
     before = _train_mode_loss(zoo.build("mbv2-tiny", 1, 10, 16), small_ds)
-    res = engine.run_training(_cfg(tmp_path, lr=0.05), dataset=small_ds, log=lambda s: None)
+    res = engine.run_training(_cfg(tmp_path, lr=0.05, epochs=2), dataset=small_ds, log=lambda s: None)
     trained = res["module"]
     out = tmp_path / "run"
     for f in ("model.pt", "model_last.pt", "metrics.jsonl", "curves.png", "checkpoint.pt",
               "summary.json"):
         assert (out / f).is_file(), f
     rec = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(rec) == 1 and set(rec[0]) >= {"epoch", "lr", "train_loss", "train_acc", "val_acc",
+    assert len(rec) == 2 and set(rec[0]) >= {"epoch", "lr", "train_loss", "train_acc", "val_acc",
                                              "epoch_seconds"}
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     # model.pt (common.artifacts.MODEL_PT), rebuilt by zoo.build(**arch) with a strict load
