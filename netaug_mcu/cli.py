@@ -62,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _usable_cores() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
 def _register_demo(sub) -> None:
     p = sub.add_parser(
         "demo", help="the whole pipeline end to end on the defaults, with one report",
@@ -75,8 +83,15 @@ def _register_demo(sub) -> None:
     p.add_argument("--out", default="runs/demo", help="output directory")
     p.add_argument("--model", default="mbv2-tiny", help="zoo model")
     p.add_argument("--resolution", type=cliargs.RESOLUTION, default=32)
-    p.add_argument("--epochs", type=cliargs.POSITIVE, default=5, help="training epochs (short schedule)")
-    p.add_argument("--train-limit", type=cliargs.POSITIVE, default=20000, help="training images used")
+    # Defaults measured on 2 idle cores (README): NetAug over all 55,000 training images (60,000 minus the
+    # 5,000 val split) for 3 epochs without crop/flip augmentation reaches 88 % test top-1 in < 7 min of
+    # training; the tiny model under-fits there, so data augmentation only slowed it (86.3 % with it).
+    p.add_argument("--epochs", type=cliargs.POSITIVE, default=3, help="training epochs (short schedule)")
+    p.add_argument("--train-limit", type=cliargs.POSITIVE, default=55000, help="training images used")
+    p.add_argument("--augment", action="store_true",
+                   help="train with random-resized-crop/flip augmentation (off in the demo: see the README)")
+    p.add_argument("--threads", type=cliargs.POSITIVE, default=_usable_cores(),
+                   help="torch threads for training (default: the CPUs this process may use, at most 8)")
     p.add_argument("--hil-limit", type=cliargs.POSITIVE, default=1000, help="test images sent to the device")
     p.add_argument("--eval-samples", type=cliargs.COUNT, default=1000,
                    help="test images for the float / int8 / TFLM accuracy of the converter")

@@ -133,7 +133,9 @@ def _run_demo(args) -> int:
     # 1. train
     argv = ["train", "--model", args.model, "--dataset", "fashion-mnist", "--resolution",
             str(args.resolution), "--epochs", str(args.epochs), "--train-limit", str(args.train_limit),
-            "--out", str(train_dir)]
+            "--threads", str(args.threads), "--out", str(train_dir)]
+    if not args.augment:
+        argv.append("--no-augment")
     if not args.no_netaug:
         argv.append("--netaug")
     argv.append("--resume" if args.resume and (train_dir / "checkpoint.pt").exists() else "--overwrite")
@@ -198,7 +200,7 @@ def _run_demo(args) -> int:
 
     data = collect(out)
     data["train"] = {"model": args.model, "netaug": not args.no_netaug, "epochs": args.epochs,
-                     "train_limit": args.train_limit, "resolution": args.resolution}
+                     "train_limit": args.train_limit, "resolution": args.resolution, "augment": args.augment}
     plot_budget(data, out / "budget.png")
     path = demo.write_report(data)
     total = time.monotonic() - t_start
@@ -287,7 +289,8 @@ def render_report(demo: Demo, d: dict) -> str:
     L = ["# netaug-mcu demo report", ""]
     L += [f"Model: **{tr.get('model', '?')}** at {tr.get('resolution', '?')}x{tr.get('resolution', '?')}, "
           f"trained with {'NetAug' if tr.get('netaug') else 'the baseline recipe'} on Fashion-MNIST "
-          f"({tr.get('train_limit', '?')} images, {tr.get('epochs', '?')} epochs; val top-1 "
+          f"({tr.get('train_limit', '?')} images, {tr.get('epochs', '?')} epochs"
+          f"{'' if tr.get('augment', True) else ', no crop/flip augmentation'}; val top-1 "
           f"{_pct(ts.get('val_top1'))}, test top-1 {_pct(ts.get('test_top1'))}); "
           f"full-int8 TFLite `{out / 'model.tflite'}`.", ""]
     L += ["## Results", "", "| quantity | value | measured by |", "|---|---|---|"]

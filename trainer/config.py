@@ -53,8 +53,9 @@ class TrainConfig:
     init_from: str | None = None
     select: str = "best"  # model.pt = best val epoch ("best") or the last epoch ("last")
     workers: int = 0
-    # CPU threads for torch. 1 by default: for these tiny nets a second OpenMP thread measured
-    # 1.1x slower on an idle 2-core machine and 4.6x slower on a busy one (spin-waiting).
+    # CPU threads for torch. 1 by default, safe on a shared machine: a second OpenMP thread made a step
+    # 4.6x slower on a busy 2-core box (spin-waiting); on idle cores 2 threads are 2.1x faster with
+    # channels_last (bench/results/train_throughput.json), so the demo passes --threads <usable cores>.
     threads: int = 1
     device: str = "auto"
     progress: bool = True
