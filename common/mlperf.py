@@ -4,6 +4,13 @@ file into the int8 input tensor (th_results: dequantized outputs, or ad01's MSE)
 from __future__ import annotations
 
 INPUT_FORMATS = ("int8", "uint8", "float32")   # raw tensor bytes | uint8 minus 128 | float32 LE, quantized
+INPUT_ITEM_BYTES = {"int8": 1, "uint8": 1, "float32": 4}   # dataset-file bytes per input tensor element
+
+
+def db_bytes_needed(fmt: str, elements: int) -> int:
+    """The device's db/bload buffer: the dataset-file bytes one inference reads (ad01: 4 per element)."""
+    return elements * INPUT_ITEM_BYTES[fmt]
+
 MLPERF_BENCHMARKS = {
     "ic01": {"input": "uint8", "results": "dequantized"},
     "kws01": {"input": "int8", "results": "dequantized"},

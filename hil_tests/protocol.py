@@ -18,8 +18,7 @@ PROFILE = "netaug-mcu 0.1"
 
 # ---- MLPerf Tiny benchmarks: the model name the runner keys its scripts by, and how the device turns the
 # dataset file bytes into the int8 input tensor (reference submitters' th_load_tensor).
-from ..common.mlperf import INPUT_FORMATS, MLPERF_BENCHMARKS  # noqa: E402,F401  (one home for the facts)
-INPUT_ITEM_BYTES = {"int8": 1, "uint8": 1, "float32": 4}
+from ..common.mlperf import INPUT_FORMATS, INPUT_ITEM_BYTES, MLPERF_BENCHMARKS, db_bytes_needed  # noqa: E402,F401  (one home)
 
 # ---- messages (every reply ends with READY)
 READY = "m-ready"
@@ -97,10 +96,6 @@ def buffer_lines(buf: bytes) -> list[str]:
     """`db print`: the announced buffer as m-buffer-xx-xx-... lines of 8 bytes."""
     return ["m-buffer-" + "-".join(f"{b:02x}" for b in buf[i:i + BUFFER_LINE_BYTES])
             for i in range(0, len(buf), BUFFER_LINE_BYTES)]
-
-
-def db_bytes_needed(fmt: str, elements: int) -> int:
-    return elements * INPUT_ITEM_BYTES[fmt]
 
 
 def quantize_float32(values, scale: float, zero_point: int):

@@ -217,3 +217,21 @@ def test_refusal_carries_the_budget_gate_message(tmp_path, monkeypatch):
     with pytest.raises(ModelRefused, match="1234 B over.*shrink the tensors") as ei:
         gen.generate(model, out=tmp_path / "fw", log=lambda *_: None)
     assert ei.value.exit_code == 1
+
+
+def test_placement_reserves_the_db_buffer_a_float32_benchmark_reads(tmp_path, monkeypatch):
+    """--mlperf ad01 reads float32 dataset files: the .input buffer is 4x the int8 tensor, and the placement
+    (check + linker script) must reserve that, not the tensor's bytes."""
+    model = _need(MODEL16)
+    seen = []
+    real = gen._check_fits
+
+    def spy(model_path, board, a, arena, input_bytes, *rest, **kw):
+        seen.append(input_bytes)
+        return real(model_path, board, a, arena, input_bytes, *rest, **kw)
+    monkeypatch.setattr(gen, "_check_fits", spy)
+    gen.generate(model, board="stm32f746g-disco", out=tmp_path / "kws", mlperf="kws01", log=lambda *_: None)
+    with pytest.raises(FirmwareError, match="MSE"):     # this model's output is not input-sized
+        gen.generate(model, board="stm32f746g-disco", out=tmp_path / "ad", mlperf="ad01", log=lambda *_: None)
+    n = load_tflite(model.read_bytes()).io_tensor("input").nbytes
+    assert seen == [n, 4 * n]
