@@ -186,6 +186,7 @@ def one_model(bench: str, path: Path, work: Path, args) -> dict:
         rec["runner_performance_qemu"] = run_runner(url, "p", ds, work / f"perf-{bench}", args.runner_dir,
                                                     args.perf_script)
         rec["runner_performance_qemu"]["timer"] = "QEMU -icount instruction-count proxy, not Cortex-M7 time"
+        rec["runner_performance_qemu"]["script"] = args.perf_script or "the runner's tests_performance.yaml"
     finally:
         stop()
     with VirtualBoard(path, mlperf=bench, transport="tcp") as vb:

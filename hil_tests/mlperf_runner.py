@@ -146,8 +146,11 @@ def run(port: str, mode: str, dataset: str, out: str, runner_dir: str | None = N
             raise RunnerError(f"no such port: {port}")
         path = port
     (outp / "devices.yaml").write_text(devices_yaml({"energy": baud, "performance": baud, "accuracy": baud}))
-    script = test_script or str(runner / {"a": "tests_accuracy.yaml", "p": "tests_performance.yaml",
-                                          "e": "tests_energy.yaml"}[mode])
+    if test_script and not Path(test_script).is_file():
+        raise RunnerError(f"test script not found: {test_script}")
+    # absolute: the runner runs in the output folder
+    script = str(Path(test_script).resolve()) if test_script else str(
+        runner / {"a": "tests_accuracy.yaml", "p": "tests_performance.yaml", "e": "tests_energy.yaml"}[mode])
     env = dict(os.environ, NETAUG_DUT_PORT=path, NETAUG_DUT_VID=str(VID), NETAUG_DUT_PID=str(PID),
                NETAUG_RUNNER_DIR=str(runner))
     cmd = [python or sys.executable, "-c", _BOOTSTRAP, "-d", str(outp / "devices.yaml"), "-t", script,
