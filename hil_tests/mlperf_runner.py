@@ -135,6 +135,8 @@ def run(port: str, mode: str, dataset: str, out: str, runner_dir: str | None = N
         raise RunnerError(f"--mode must be a, p or e, got {mode!r}")
     if not Path(dataset).is_dir():
         raise RunnerError(f"dataset directory not found: {dataset}")
+    if test_script and not Path(test_script).is_file():
+        raise RunnerError(f"test script not found: {test_script}")
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
     bridge = None
@@ -146,8 +148,6 @@ def run(port: str, mode: str, dataset: str, out: str, runner_dir: str | None = N
             raise RunnerError(f"no such port: {port}")
         path = port
     (outp / "devices.yaml").write_text(devices_yaml({"energy": baud, "performance": baud, "accuracy": baud}))
-    if test_script and not Path(test_script).is_file():
-        raise RunnerError(f"test script not found: {test_script}")
     # absolute: the runner runs in the output folder
     script = str(Path(test_script).resolve()) if test_script else str(
         runner / {"a": "tests_accuracy.yaml", "p": "tests_performance.yaml", "e": "tests_energy.yaml"}[mode])

@@ -18,7 +18,7 @@ PROFILE = "netaug-mcu 0.1"
 
 # ---- MLPerf Tiny benchmarks: the model name the runner keys its scripts by, and how the device turns the
 # dataset file bytes into the int8 input tensor (reference submitters' th_load_tensor).
-from ..common.mlperf import INPUT_FORMATS, INPUT_ITEM_BYTES, MLPERF_BENCHMARKS, db_bytes_needed  # noqa: E402,F401  (one home)
+from ..common.mlperf import INPUT_FORMATS, MLPERF_BENCHMARKS, db_bytes_needed  # noqa: E402,F401  (one home for the facts)
 
 # ---- messages (every reply ends with READY)
 READY = "m-ready"

@@ -367,6 +367,14 @@ class BoardEngine:
             return True
         return False
 
+    def _not_loaded(self) -> str:
+        return P.ERR_NOT_LOADED.format(have=min(self.db_pos, self.need), need=self.need)
+
+    def _input_tensor(self, raw: bytes) -> np.ndarray:
+        """The int8 input tensor from the loaded dataset-file bytes (the benchmark's input format)."""
+        o_in = self.model.input
+        return np.frombuffer(P.decode_input(raw, self.input_format, o_in.scale, o_in.zero_point), dtype=np.int8)
+
     def _cmd_infer(self, args, now):
         if self._fault_on_infer():
             return None
@@ -381,9 +389,8 @@ class BoardEngine:
                     return [P.ERR_INFER_W]
         raw = self.input
         if raw is None:
-            return [P.ERR_NOT_LOADED.format(have=min(self.db_pos, self.need), need=self.need)]
-        o_in = self.model.input
-        x = np.frombuffer(P.decode_input(raw, self.input_format, o_in.scale, o_in.zero_point), dtype=np.int8)
+            return [self._not_loaded()]
+        x = self._input_tensor(raw)
         self._emit([P.MSG_WARMUP_START.format(w=w)])
         for _ in range(w):
             self.last_out = self.ref.run(x)
@@ -403,10 +410,9 @@ class BoardEngine:
             return ["e-[usage: prof]"]
         raw = self.input
         if raw is None:
-            return [P.ERR_NOT_LOADED.format(have=min(self.db_pos, self.need), need=self.need)]
+            return [self._not_loaded()]
         from ..common.host_tflm import op_host_times
-        o_in = self.model.input
-        x = np.frombuffer(P.decode_input(raw, self.input_format, o_in.scale, o_in.zero_point), dtype=np.int8)
+        x = self._input_tensor(raw)
         self.ref.run(x)   # warm-up, as the firmware does
         t0 = time.perf_counter_ns()
         self.last_out = self.ref.run(x)

@@ -55,31 +55,43 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def qemu_url(model, tmp_path_factory):
+def toolchain():
     from netaug_mcu.hil.conftest import _firmware_toolchain
-    from netaug_mcu.hil.targets import start_qemu
     tc = _firmware_toolchain()
     if tc is None:
         pytest.skip("QEMU target needs qemu-system-arm, arm-none-eabi-gcc and the cached libtflm.a "
                     "(`netaug-mcu firmware MODEL --build` once)")
+    return tc
+
+
+@pytest.fixture(scope="module")
+def qemu_url(model, tmp_path_factory, toolchain):
     from netaug_mcu.firmware import build, generate
+    from netaug_mcu.hil.targets import start_qemu
+    tree, lib = toolchain
     out = tmp_path_factory.mktemp("mlperf-fw")
-    generate.generate(MODEL, board="mps2-an500", out=out, tree=tc[0], lib=tc[1], log=lambda *_: None)
-    res = build.build(out, tree=tc[0], lib=tc[1], log=lambda *_: None)
+    generate.generate(MODEL, board="mps2-an500", out=out, tree=tree, lib=lib, log=lambda *_: None)
+    res = build.build(out, tree=tree, lib=lib, log=lambda *_: None)
     url, stop = start_qemu(res.elf)
     yield url
     stop()
 
 
+def _quiet_wire(url: str) -> Wire:
+    """A connection to a running device with nothing pending: '%' ends whatever a previous user left."""
+    w = Wire(url)
+    time.sleep(0.2)
+    w.s.write(b"%")
+    time.sleep(0.5)
+    w.s.read(65536)
+    w.buf = b""
+    return w
+
+
 @pytest.fixture(params=["virtual", "qemu"])
 def wire(request, model):
     if request.param == "qemu":
-        w = Wire(request.getfixturevalue("qemu_url"))
-        time.sleep(0.2)
-        w.s.write(b"%")                 # end whatever a previous test left, drop its replies
-        time.sleep(0.5)
-        w.s.read(65536)
-        w.buf = b""
+        w = _quiet_wire(request.getfixturevalue("qemu_url"))
         yield w
         w.close()
         return
@@ -268,33 +280,18 @@ def test_energy_mode_logs_the_timestamp(model):
     assert "m-lap-us-" not in out and "m-timestamp-pin-" in out and len(e.pin_log) == 2
 
 
-@pytest.fixture(scope="module")
-def toolchain_or_skip():
-    from netaug_mcu.hil.conftest import _firmware_toolchain
-    tc = _firmware_toolchain()
-    if tc is None:
-        pytest.skip("energy-mode firmware needs arm-none-eabi-gcc, qemu-system-arm and the cached libtflm.a "
-                    "(`netaug-mcu firmware MODEL --build` once)")
-    return tc
-
-
-def test_energy_mode_firmware_on_qemu(model, toolchain_or_skip, tmp_path):
+def test_energy_mode_firmware_on_qemu(model, toolchain, tmp_path):
     """`firmware --energy` on QEMU: energy banner, each timestamp is the (logged) pin pulse instead of
     m-lap-us, results unchanged (host TFLM)."""
     from netaug_mcu.firmware import build, generate
     from netaug_mcu.hil.targets import start_qemu
-    tree, lib = toolchain_or_skip
+    tree, lib = toolchain
     generate.generate(MODEL, board="mps2-an500", out=tmp_path, tree=tree, lib=lib, log=lambda *_: None,
                       energy=True)
     res = build.build(tmp_path, tree=tree, lib=lib, log=lambda *_: None)
     url, stop = start_qemu(res.elf)
     try:
-        w = Wire(url)
-        time.sleep(0.2)
-        w.s.write(b"%")
-        time.sleep(0.5)
-        w.s.read(65536)
-        w.buf = b""
+        w = _quiet_wire(url)
         ts = w.cmd("timestamp")
         assert len(ts) == 1 and ts[0].startswith("m-timestamp-pin-") and "m-lap-us-" not in "".join(ts), ts
         info_line = w.cmd("info")[0]
@@ -314,17 +311,16 @@ def test_energy_mode_firmware_on_qemu(model, toolchain_or_skip, tmp_path):
         stop()
 
 
-def test_energy_mode_f746_links_the_gpio_pulse(model, toolchain_or_skip, tmp_path):
+def test_energy_mode_f746_links_the_gpio_pulse(model, toolchain, tmp_path):
     """`firmware --energy --board stm32f746g-disco` compiles and links at 9600 baud, and the timestamp is the
     board's GPIO pulse (a strong board_timestamp_pulse from board.c), not the weak serial fallback."""
     import subprocess
     from netaug_mcu.firmware import build, generate
-    tree, lib = toolchain_or_skip
-    proj = generate.generate(MODEL, board="stm32f746g-disco", out=tmp_path, tree=tree, lib=lib,
+    tree, lib = toolchain
+    generate.generate(MODEL, board="stm32f746g-disco", out=tmp_path, tree=tree, lib=lib,
                              log=lambda *_: None, energy=True, baud=9600)
     res = build.build(tmp_path, tree=tree, lib=lib, log=lambda *_: None)
     syms = subprocess.run(["arm-none-eabi-nm", res.elf], stdout=subprocess.PIPE, text=True, check=True).stdout
     kinds = {ln.split()[1] for ln in syms.splitlines() if ln.split()[-1] == "board_timestamp_pulse"}
     assert kinds == {"T"}, f"board_timestamp_pulse symbol kinds {kinds} (W = the weak serial fallback)"
     assert "#define NETAUG_ENERGY_MODE 1" in "".join(p.read_text() for p in tmp_path.rglob("*.h"))
-    assert proj is not None
