@@ -7,6 +7,8 @@ weights, full int8, converted by the converter and cached). Each rewrite is `opt
 inputs and the whole model on 10 (random-weight logits are nearly constant). The F746 verdict is the
 `check` gate's (RAM = arena + placement; flash reported separately). QEMU (mps2-an500, CMSIS-NN):
 SysTick ticks under -icount for one inference, original vs patched, for the models listed in QEMU_MODELS.
+Each row also gets the floor (search.arena_floor): no split/grid within 20 % MACs can go below it, so a
+goal above it (a 3x ratio, the F746's arena budget) is out of reach of any patch rewrite in stock TFLM.
 Writes bench/results/patch.json and bench/results/patch_mbv2-w0.35_160.png.
 
     nice -n 10 python bench/patch_bench.py [--quick]
@@ -24,7 +26,7 @@ from netaug_mcu.common.tflite_model import load
 from netaug_mcu.converter import analyzer, budget
 from netaug_mcu.converter.commands import check_file
 from netaug_mcu.converter.convert import convert_zoo
-from netaug_mcu.converter.patching.search import search
+from netaug_mcu.converter.patching.search import arena_floor, search
 from netaug_mcu.converter.patching.stage import PatchError
 from netaug_mcu.converter.patching.verify import bit_exact
 from netaug_mcu.trainer import zoo
@@ -83,6 +85,7 @@ def bench_one(name: str, res: int, work: Path, qemu: bool) -> tuple[dict, bytes,
     row = {"model": name, "resolution": res, "ops": len(m.operators), "macs_before": m.macs,
            "arena_before": {t: analyzer.analyze(m, t).arena_bytes for t in ("cortex-m7", "host")},
            "f746_before": _fit(data, work, f"{name}-{res}")}
+    _add_floor(row, data)
     try:
         best, stats = search(data, None, 0.2, "cortex-m7")
     except PatchError as exc:
@@ -110,6 +113,13 @@ def bench_one(name: str, res: int, work: Path, qemu: bool) -> tuple[dict, bytes,
                 row["qemu_ticks"] = {"before": tb, "after": ta, "latency_ratio": round(ta / tb, 4)}
     row["seconds"] = round(time.time() - t0, 1)
     return row, data, best.data
+
+
+def _add_floor(row: dict, data: bytes) -> None:
+    """The lower bound on any split/grid within 20 % MACs (original tail + max(input, live bytes after the
+    split)): a computed property of the model, so rows kept by --resume get it too."""
+    f = arena_floor(data, 0.2, "cortex-m7")
+    row["floor"] = {**f, "fits_f746_arena_budget": f["arena_floor"] <= row["f746_before"]["arena_budget"]}
 
 
 def plot(before: bytes, after: bytes, path: Path, title: str) -> None:
@@ -147,6 +157,10 @@ def main() -> None:
     jobs = [j for j in jobs if j not in done]
     with tempfile.TemporaryDirectory(prefix="patch-bench-") as d:
         work = Path(d)
+        for row in (r for r in rows if "floor" not in r):
+            _add_floor(row, _model(row["model"], row["resolution"], work))
+        if rows:
+            atomic_write(out, json.dumps({"rows": rows, "summary": summary(rows)}, indent=1) + "\n")
         for name, res in jobs:
             row, before, after = bench_one(name, res, work, qemu=not (args.quick or args.no_qemu))
             rows.append(row)
@@ -168,6 +182,10 @@ def summary(rows: list[dict]) -> dict:
                        default=None), "resolutions": [r["resolution"] for r in pts]}
     done = [r for r in rows if "reduction" in r]
     s["best_reduction_cortex_m7"] = max((r["reduction"]["cortex-m7"] for r in done), default=None)
+    s["best_reduction_ceiling_cortex_m7"] = max((r["floor"]["reduction_ceiling"] for r in rows if "floor" in r),
+                                                default=None)
+    s["f746_unreachable_by_any_patching"] = [f"{r['model']}@{r['resolution']}" for r in rows
+                                             if "floor" in r and not r["floor"]["fits_f746_arena_budget"]]
     s["all_bit_exact"] = all(r["bit_exact"] for r in done)
     s["analyzer_host_exact"] = all(r["host_measured_after"] == r["arena_after"]["host"] for r in done)
     return s

@@ -34,9 +34,13 @@ def _probe_patched(row: dict, name: str, res: int, target: str, bud, work: Path,
     """The same probe after `optimize --patch auto` (search only; `optimize` verifies what it writes)."""
     from ..common.placement import input_buffer_bytes
     from ..common.tflite_model import load
-    from .patching.search import search
+    from .patching.search import arena_floor, search
     from .patching.stage import PatchError
     data = (work / f"{name}-{res}.tflite").read_bytes()
+    try:   # what no split/grid can beat: says whether a miss is the search's or the model's
+        floor = {"arena_floor": arena_floor(data, max_overhead, target)["arena_floor"]}
+    except PatchError:
+        floor = {}
     try:
         best, _ = search(data, None, max_overhead, target)
     except PatchError as exc:
@@ -44,7 +48,7 @@ def _probe_patched(row: dict, name: str, res: int, target: str, bud, work: Path,
     else:
         why = "no split/grid within the MAC limit"
     if best is None:
-        return {**row, "patched": False, "patch_refused": why}
+        return {**row, "patched": False, "patch_refused": why, **floor}
     out = work / f"{name}-{res}-patched.tflite"
     out.write_bytes(best.data)
     model = load(best.data)
@@ -54,7 +58,7 @@ def _probe_patched(row: dict, name: str, res: int, target: str, bud, work: Path,
     return {"resolution": res, "patched": True, "patch_grid": f"{best.grid[0]}x{best.grid[1]}", "split_op": best.split,
             "mac_overhead": round(model.macs / max(load(data).macs, 1) - 1, 4), "arena_bytes": a.arena_bytes,
             "min_arena_bytes": a.min_arena_bytes, "flash_bytes": a.flash_bytes, "fits_ram": fits_ram,
-            "fits_flash": v.flash_over_bytes == 0, "fits": v.fits}
+            "fits_flash": v.flash_over_bytes == 0, "fits": v.fits, **floor}
 
 
 def _largest(cands: list[int], pred) -> int | None:

@@ -49,6 +49,21 @@ def test_zoo_patch_auto_bit_exact_and_smaller(in1_64):
     assert rep["arena"]["host"]["after"] == m["total"] == v["arena_measured_after"]
     ops = load(data).op_histogram
     assert {"STRIDED_SLICE", "CONCATENATION"} <= set(ops)
+    # the floor bounds every candidate: what the search found is not below it, and it is above the
+    # parts no rewrite removes (the original tail and the input image)
+    m0, base = load(in1_64), analyzer.analyze(in1_64, "cortex-m7")
+    assert base.tail_bytes + m0.tensors[m0.inputs[0]].bytes <= rep["arena_floor"] <= rep["arena_after"]
+    assert rep["reduction_ceiling"] == round(rep["arena_before"] / rep["arena_floor"], 3)
+
+
+def test_floor_is_a_lower_bound_on_every_grid():
+    """No fixed grid of any split within the MAC limit goes below the floor (the search's space, sampled)."""
+    from netaug_mcu.converter.patching.search import arena_floor, search
+    data = model_path("mobilenet_like_64").read_bytes()
+    f = arena_floor(data, 1.0)
+    found = [search(data, g, 1.0)[0] for g in ((2, 2), (1, 3), (3, 1), (3, 3))]
+    assert found and all(c is None or c.arena >= f["arena_floor"] for c in found)
+    assert f["floor_split_op"] is not None and f["reduction_ceiling"] > 1
 
 
 @pytest.mark.parametrize("name,grid", [("mobilenet_like_64", (3, 3)), ("residual", (2, 3)), ("maxpool", (2, 2))])

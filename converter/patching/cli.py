@@ -17,6 +17,10 @@ def _print_patch(rep: dict, name: str) -> None:
         b, f = a[t]["before"], a[t]["after"]
         print(f"  arena {t:9s}: {b:,} -> {f:,} B ({b / max(f, 1):.2f}x smaller)")
     print(f"  MACs: {rep['macs_before']:,} -> {rep['macs_after']:,} (+{rep['mac_overhead']:.1%} halo recomputation)")
+    if rep.get("floor_split_op") is not None:
+        print(f"  floor for any split/grid within the MAC limit: {rep['arena_floor']:,} B on {rep['target']} (at most "
+              f"{rep['reduction_ceiling']:.2f}x smaller: original tail + the larger of the input and the live bytes "
+              f"after op {rep['floor_split_op']})")
     v = rep["verified"]
     st = v.get("stage", {})
     print(f"  bit-exact in host TFLM on {v['inputs']} inputs (model outputs and the stage output "

@@ -7,7 +7,7 @@ from pathlib import Path
 from ...common.fsio import atomic_write
 from ...common.tflite_model import load
 from .. import analyzer
-from .search import parse_grid, search
+from .search import arena_floor, parse_grid, search
 from .stage import PatchError
 from .verify import MIN_INPUTS, bit_exact
 
@@ -53,6 +53,7 @@ def patch_bytes(data: bytes, grid: str = "auto", max_overhead: float = 0.2, targ
            "split_op_name": m0.operators[best.split].name, "split_tensor": list(split_t.shape),
            "ops_before": len(m0.operators), "ops_after": len(m1.operators),
            "verified": v, "search": {"candidates": stats["candidates"], "max_overhead": max_overhead}}
+    rep.update(arena_floor(data, max_overhead, target))
     return best.data, rep
 
 

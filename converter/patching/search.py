@@ -81,6 +81,46 @@ def _copy_tail(model: TFLiteModel, split: int) -> int:
     return total
 
 
+def arena_floor(data: bytes, max_overhead: float, target: str = "cortex-m7") -> dict:
+    """The smallest arena ANY candidate of this search could reach: a lower bound, not a candidate.
+
+    A rewrite keeps every original op (so the whole original persistent tail), keeps the ops after its
+    split unchanged (their live + scratch bytes), and holds the model input while patches slice it. So
+    arena >= tail + max(live bytes after the split, input bytes), minimised over the splits whose cheapest
+    grid of the search space stays within the MAC limit. When this floor is above a goal (a ratio, a
+    board's budget), no choice of split and grid reaches it in stock TFLM: the remedy is the architecture
+    (MCUNetV2's receptive-field redistribution, smaller later stages) or a runtime with in-place kernels.
+    """
+    model = load(data)
+    base = analyzer.analyze(model, target)
+    cands, _ = split_candidates(model)
+    from .rewrite import _constants
+    from . import schema as sch
+    consts = _constants(model, sch.unpack(data))
+    geos = {op.index: geometry(model, op, consts) for op in model.operators[:max(cands, default=-1) + 1]}
+    macs0 = max(model.macs, 1)
+    inp = sum(model.tensors[t].bytes for t in model.inputs)
+    best = None
+    for k in cands:
+        h, w = model.tensors[model.operators[k].outputs[0]].shape[1:3]
+        overheads = []
+        for g in _grids(None, h, w):
+            try:
+                overheads.append(estimated_macs(model, k, g, geos) / macs0 - 1)
+            except PatchError:
+                continue
+        if not overheads or min(overheads) > max_overhead + 1e-12:
+            continue
+        floor = base.tail_bytes + max(_rest_bound(base, k), inp)
+        if best is None or floor < best["arena_floor"]:
+            best = {"arena_floor": floor, "floor_split_op": k, "floor_mac_overhead": round(min(overheads), 4)}
+    if best is None:
+        return {"arena_floor": base.arena_bytes, "floor_split_op": None, "floor_mac_overhead": None,
+                "reduction_ceiling": 1.0}
+    best["reduction_ceiling"] = round(base.arena_bytes / best["arena_floor"], 3)
+    return best
+
+
 def _score(data: bytes, split: int, grid, target: str, macs0: int) -> Candidate:
     nd = rewrite(data, split, grid)
     nm = load(nd)
