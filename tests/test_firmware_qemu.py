@@ -248,7 +248,7 @@ def test_wire_robustness(dev32):
     w.send(payload[: n // 2])
     t0 = time.monotonic()
     assert w.until_ready(120) == ["e-[bload timeout]"]
-    print(f"\nbload timeout (500 ms virtual) took {time.monotonic() - t0:.1f} s wall under -icount")
+    print(f"\nbload timeout (5 s virtual) took {time.monotonic() - t0:.1f} s wall under -icount")
     # binary payload with '%' and CR/LF inside is data, not commands
     assert _bload(w, payload) == ["m-load-done"]
     assert "m-infer-done" in w.cmd("infer 1 0")

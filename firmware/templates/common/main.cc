@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "board.h"
+#include "board_config.h"
 #include "model_config.h"
 #include "model_ops.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
@@ -25,7 +26,7 @@ extern "C" const unsigned int g_model_data_len;
 namespace {
 
 constexpr size_t kCmdMax = 80;          // characters kept before '%' (EE_CMD_SIZE; the rest is dropped)
-constexpr uint32_t kBloadTimeoutUs = 500000;
+constexpr uint32_t kBloadTimeoutUs = BOARD_BLOAD_TIMEOUT_US;  // board_config.h: 500 ms, 5 s virtual on QEMU
 constexpr size_t kInputBytes = NETAUG_INPUT_BYTES;   // int8 input tensor
 #ifndef NETAUG_INPUT_FORMAT
 #define NETAUG_INPUT_FORMAT 0           // 0 int8 tensor bytes, 1 uint8 minus 128 (ic01/vww01), 2 float32 (ad01)

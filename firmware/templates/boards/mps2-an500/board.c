@@ -54,7 +54,7 @@ uint64_t board_ticks(void) {
 uint32_t board_ticks_per_second(void) { return CORE_HZ; }
 
 /* Under -icount virtual time advances per instruction, and MMIO polls are slow to emulate: between
- * polls run ~1000 plain instructions (1 us virtual) so a 500 ms timeout takes seconds, not a minute,
+ * polls run ~1000 plain instructions (1 us virtual) so the bload timeout (5 s virtual, board_config.h) takes seconds, not minutes,
  * of wall time. Costs at most 1 us of latency per received byte. */
 static void spin_1us(void) {
   uint32_t n = 500u;
