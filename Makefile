@@ -64,6 +64,7 @@ bench: install
 	$(PY) bench/convert_bench.py
 	$(PY) bench/hil_bench.py
 	$(PY) bench/netaug_vs_baseline.py
+	$(PY) bench/netaug_demo_seeds.py
 
 clean:
 	rm -rf runs build .pytest_cache

@@ -118,6 +118,18 @@ def run_demo(args) -> int:
         return _run_demo(args)
 
 
+def train_argv(args, train_dir: Path) -> list[str]:
+    """The demo's `netaug-mcu train` command (bench/netaug_demo_seeds.py measures this same schedule)."""
+    argv = ["train", "--model", args.model, "--dataset", "fashion-mnist", "--resolution",
+            str(args.resolution), "--epochs", str(args.epochs), "--train-limit", str(args.train_limit),
+            "--threads", str(args.threads), "--out", str(train_dir)]
+    if not args.augment:
+        argv.append("--no-augment")
+    if not args.no_netaug:
+        argv.append("--netaug")
+    return argv
+
+
 def _run_demo(args) -> int:
     out = Path(args.out)
     try:
@@ -131,13 +143,7 @@ def _run_demo(args) -> int:
     train_dir, tflite = out / "train", out / "model.tflite"
 
     # 1. train
-    argv = ["train", "--model", args.model, "--dataset", "fashion-mnist", "--resolution",
-            str(args.resolution), "--epochs", str(args.epochs), "--train-limit", str(args.train_limit),
-            "--threads", str(args.threads), "--out", str(train_dir)]
-    if not args.augment:
-        argv.append("--no-augment")
-    if not args.no_netaug:
-        argv.append("--netaug")
+    argv = train_argv(args, train_dir)
     argv.append("--resume" if args.resume and (train_dir / "checkpoint.pt").exists() else "--overwrite")
     demo.require(demo.run("train", argv), "training")
 
