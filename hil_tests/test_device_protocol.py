@@ -110,8 +110,8 @@ def test_bload_times_out_mid_frame(client, target):
     if client.info.get("bin") != 1:
         pytest.skip("device offers no binary load")
     if target.kind == "qemu":
-        pytest.skip("QEMU -icount counts the 500 ms in virtual time, which crawls while the guest polls the "
-                    "UART (~30 s of wall time)")
+        pytest.skip("the QEMU boards time out after 5 s of virtual time, which crawls while the guest polls the "
+                    "UART (tests/test_firmware_qemu.py::test_wire_robustness covers it)")
     data = _input(target, 4)
     client.write(P.command_bytes(P.bload_command(data)))
     assert client.readline(time.monotonic() + 5) == P.BLOAD_READY
