@@ -34,8 +34,8 @@ def _run(arm: str, seed: int, work: Path, demo_args) -> dict:
     out = work / f"{arm}-seed{seed}"
     summary = out / "summary.json"
     if not summary.exists():
-        demo_args.no_netaug = arm == "baseline"
-        argv = train_argv(demo_args, out) + ["--seed", str(seed), "--no-progress"]
+        arm_args = argparse.Namespace(**{**vars(demo_args), "no_netaug": arm == "baseline"})
+        argv = train_argv(arm_args, out) + ["--seed", str(seed), "--no-progress"]
         argv.append("--resume" if (out / "checkpoint.pt").exists() else "--overwrite")
         print(f"[{arm} seed {seed}] netaug-mcu {' '.join(argv)}", flush=True)
         t0 = time.monotonic()
@@ -67,11 +67,13 @@ def main() -> None:
         raise SystemExit(f"error: --seeds wants integers separated by commas, got '{a.seeds}'") from None
     demo_args = build_parser().parse_args(["demo"])
     work = Path(a.work)
-    work.mkdir(parents=True, exist_ok=True)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SystemExit(f"error: cannot create --work {work}: {exc.strerror}") from None
     runs = [_run(arm, s, work, demo_args) for s in seeds for arm in ARMS]
     by = {(r["arm"], r["seed"]): r for r in runs}
     gains = [round(by["netaug", s]["test_top1"] - by["baseline", s]["test_top1"], 3) for s in seeds]
-    demo_args.no_netaug = False
     res = {
         "protocol": {"command": "netaug-mcu " + " ".join(train_argv(demo_args, Path("OUT"))) + " --seed S",
                      "baseline": "the same without --netaug", "seeds": seeds,

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from ...common.tflite_model import TFLiteModel, load
 from .. import analyzer
-from .rewrite import MAX_GRID, rewrite
+from . import schema as sch
+from .rewrite import MAX_GRID, _constants, rewrite
 from .stage import PatchError, Rect, geometry, patch_bounds, patch_plan, split_candidates
 
 AUTO_GRID_MAX = 6
@@ -81,6 +82,35 @@ def _copy_tail(model: TFLiteModel, split: int) -> int:
     return total
 
 
+@dataclass
+class _Stage:
+    """What the search and the floor both need: the model, its exact analysis, the ops that can end a
+    patched stage (and why the stage stops), and the geometry of the ops up to the last of them (up to
+    the first op whose geometry cannot be patched: a split at or after it is never a candidate)."""
+    model: TFLiteModel
+    base: analyzer.Analysis
+    cands: list[int]
+    reason: str
+    geos: dict
+
+    def geometry_ok(self, split: int) -> bool:
+        return split < len(self.geos)   # geos holds ops 0..n-1 without a gap
+
+
+def _stage(data: bytes, target: str) -> _Stage:
+    model = load(data)
+    analyzer.validate_for_tflm(model)
+    cands, reason = split_candidates(model)
+    consts = _constants(model, sch.unpack(data))
+    geos = {}
+    for op in model.operators[:max(cands, default=-1) + 1]:
+        try:
+            geos[op.index] = geometry(model, op, consts)
+        except PatchError:
+            break
+    return _Stage(model, analyzer.analyze(model, target), cands, reason, geos)
+
+
 def arena_floor(data: bytes, max_overhead: float, target: str = "cortex-m7") -> dict:
     """The smallest arena ANY candidate of this search could reach: a lower bound, not a candidate.
 
@@ -91,22 +121,17 @@ def arena_floor(data: bytes, max_overhead: float, target: str = "cortex-m7") -> 
     board's budget), no choice of split and grid reaches it in stock TFLM: the remedy is the architecture
     (MCUNetV2's receptive-field redistribution, smaller later stages) or a runtime with in-place kernels.
     """
-    model = load(data)
-    base = analyzer.analyze(model, target)
-    cands, _ = split_candidates(model)
-    from .rewrite import _constants
-    from . import schema as sch
-    consts = _constants(model, sch.unpack(data))
-    geos = {op.index: geometry(model, op, consts) for op in model.operators[:max(cands, default=-1) + 1]}
+    st = _stage(data, target)
+    model, base = st.model, st.base
     macs0 = max(model.macs, 1)
     inp = sum(model.tensors[t].bytes for t in model.inputs)
     best = None
-    for k in cands:
+    for k in (k for k in st.cands if st.geometry_ok(k)):
         h, w = model.tensors[model.operators[k].outputs[0]].shape[1:3]
         overheads = []
         for g in _grids(None, h, w):
             try:
-                overheads.append(estimated_macs(model, k, g, geos) / macs0 - 1)
+                overheads.append(estimated_macs(model, k, g, st.geos) / macs0 - 1)
             except PatchError:
                 continue
         if not overheads or min(overheads) > max_overhead + 1e-12:
@@ -146,10 +171,8 @@ def _grids(fixed, h: int, w: int):
 def search(data: bytes, grid: tuple[int, int] | None, max_overhead: float, target: str = "cortex-m7",
            split: int | None = None) -> tuple[Candidate | None, dict]:
     """(best candidate or None, search stats). grid None = automatic."""
-    model: TFLiteModel = load(data)
-    analyzer.validate_for_tflm(model)
-    base = analyzer.analyze(model, target)
-    cands, reason = split_candidates(model)
+    st = _stage(data, target)
+    model, base, cands, reason = st.model, st.base, st.cands, st.reason
     if not cands:
         raise PatchError(f"the first stage cannot be patched: {reason}")
     if split is not None:
@@ -157,12 +180,9 @@ def search(data: bytes, grid: tuple[int, int] | None, max_overhead: float, targe
             raise PatchError(f"op {split} does not end a patchable first stage")
         cands = [split]
     macs0 = max(model.macs, 1)
-    from .rewrite import _constants
-    from . import schema as sch
-    consts = _constants(model, sch.unpack(data))
     best: Candidate | None = None
     tried = 0
-    for k in cands:
+    for k in (k for k in cands if st.geometry_ok(k)):
         rest = _rest_bound(base, k) + base.tail_bytes
         if best and rest >= best.arena:
             continue
@@ -176,8 +196,7 @@ def search(data: bytes, grid: tuple[int, int] | None, max_overhead: float, targe
             if best and rest + (r * c - 1) * per_copy >= best.arena:
                 continue   # lower bound: unchanged ops' live bytes + original tail + the copies' tail
             try:
-                geos = {op.index: geometry(model, op, consts) for op in model.operators[:k + 1]}
-                if estimated_macs(model, k, g, geos) / macs0 - 1 > max_overhead + 1e-12:
+                if estimated_macs(model, k, g, st.geos) / macs0 - 1 > max_overhead + 1e-12:
                     over_from[r] = min(c, over_from.get(r, c))
                     continue
                 cand = _score(data, k, g, target, macs0)

@@ -64,7 +64,8 @@ uint64_t board_ticks(void) {
 uint32_t board_ticks_per_second(void) { return CORE_HZ; }
 
 /* Under -icount MMIO polls are slow to emulate: between polls run ~1000 plain instructions (1 us
- * virtual) so the bload timeout (5 s virtual, board_config.h) takes seconds, not minutes, of wall time. */
+ * virtual) so the bload timeout (5 s virtual, board_config.h) takes seconds, not minutes, of wall
+ * time. */
 static void spin_1us(void) {
   uint32_t n = 500u;
   __asm__ volatile("1: subs %0, %0, #1\n\tbne 1b" : "+r"(n) : : "cc");
