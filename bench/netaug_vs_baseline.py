@@ -88,8 +88,13 @@ def load_data(args, device):
     mean, std = xtr.mean().item(), xtr.std().item()
     xtr, xte = (xtr - mean) / std, (xte - mean) / std
     calib_idx = torch.randperm(len(xtr), generator=g)[:args.calib_images]
-    return dict(xtr=xtr.to(device), ytr=tr_y[tr_idx].to(device), xte=xte.to(device), yte=te_y[te_idx].to(device),
-                calib=xtr[calib_idx].to(device), mean=mean, std=std)
+    # fixed training images scored like the test set (eval mode, no flips): the train-test gap
+    # compares like with like (drawn last, so the subsets above are unchanged)
+    fit_idx = torch.randperm(len(xtr), generator=g)[:min(len(xtr), len(xte))]
+    ytr = tr_y[tr_idx]
+    return dict(xtr=xtr.to(device), ytr=ytr.to(device), xte=xte.to(device), yte=te_y[te_idx].to(device),
+                calib=xtr[calib_idx].to(device), xfit=xtr[fit_idx].to(device), yfit=ytr[fit_idx].to(device),
+                mean=mean, std=std)
 
 
 def param_groups(module, wd):
@@ -212,10 +217,11 @@ def run_arm(arm: str, seed: int, epochs: int, args, data, device, work: Path, lo
             torch.cuda.synchronize()
         t_train = time.perf_counter() - t0
         test_acc = evaluate(strat.eval_model(module), data["xte"], data["yte"])
+        fit_acc = evaluate(strat.eval_model(module), data["xfit"], data["yfit"])
         hist.append(dict(epoch=epoch + 1, seconds=round(t_train, 3), train_loss=loss_sum / seen,
-                         train_acc=100 * correct / seen, test_acc=test_acc))
+                         train_acc=100 * correct / seen, train_eval_acc=fit_acc, test_acc=test_acc))
         log(f"  {tag} epoch {epoch + 1}/{epochs}: loss {loss_sum / seen:.4f} train {100 * correct / seen:.2f}% "
-            f"test {test_acc:.2f}% ({t_train:.1f}s)")
+            f"(eval {fit_acc:.2f}%) test {test_acc:.2f}% ({t_train:.1f}s)")
         tmp = ck_f.with_suffix(".tmp")
         torch.save(dict(module=module.state_dict(), opt=opt.state_dict(), strategy=strat.state_dict(),
                         hist=hist, epoch=epoch + 1), tmp)
@@ -223,10 +229,12 @@ def run_arm(arm: str, seed: int, epochs: int, args, data, device, work: Path, lo
     # final: the exported plain model must reproduce the reported accuracy (zero-overhead export)
     plain_final = strat.export(module).to(device)
     final_acc = evaluate(plain_final, data["xte"], data["yte"])
+    final_fit = evaluate(plain_final, data["xfit"], data["yfit"])
     from netaug_mcu.trainer import zoo
     params, macs = zoo.count(plain_final, args.resolution, 1)
     rec = dict(arm=arm, seed=seed, epochs=epochs, history=hist, final_test_top1=final_acc,
                last_epoch_test_top1=hist[-1]["test_acc"], final_train_top1=hist[-1]["train_acc"],
+               final_train_eval_top1=final_fit,
                epoch_seconds_mean=statistics.mean(h["seconds"] for h in hist),
                train_seconds=sum(h["seconds"] for h in hist), params=params, macs=macs)
     if getattr(args, "save_models", False):  # e.g. a KD teacher, reloaded by bench/netaug_underfit.py

@@ -362,3 +362,36 @@ def test_underfit_benchmark_arms_and_resume(tmp_path, capsys):
     assert json.loads(out.with_suffix(".json").read_text())["gains_equal_epochs"] == res["gains_equal_epochs"]
     assert bench.main(argv[:-4] + ["--train-images", "70000"]) == 2
     assert "60000" in capsys.readouterr().err
+    assert bench.main(argv + ["--arms", "baseline,dropout"]) == 2
+    assert "--arms" in capsys.readouterr().err
+    b = res["arms"]["baseline"]  # the regime compares like with like: eval-mode train vs test top-1
+    assert res["regime"]["baseline_train_minus_test_pp"] == b["train_minus_test_pp"]
+    assert res["regime"]["baseline_train_running_minus_test_pp"] == b["train_running_minus_test_pp"]
+    assert len(b["train_eval_curve"]) == 2 and 0 <= b["train_eval_top1"][0] <= 100
+
+
+def test_underfit_benchmark_jobs_match_in_process(tmp_path):
+    """--jobs 2 trains each run in a child process: same records as in-process training, and the
+    protocol's work directory is keyed so another student never reuses these runs."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("netaug_underfit", root / "bench/netaug_underfit.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    common = ["--train-images", "256", "--test-images", "200", "--calib-images", "128", "--epochs", "2",
+              "--batch-size", "64", "--seeds", "0,1", "--resolution", "12", "--arms", "baseline,netaug"]
+    got = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"j{jobs}" / "res"
+        assert bench.main(common + ["--jobs", jobs, "--work", str(tmp_path / f"w{jobs}"), "--out", str(out)]) == 0
+        got[jobs] = json.loads(out.with_suffix(".json").read_text())
+    assert got["1"]["teacher"] is None and set(got["1"]["arms"]) == {"baseline", "netaug"}
+    for a in ("baseline", "netaug"):
+        assert got["1"]["arms"][a]["per_seed_test_top1"] == got["2"]["arms"][a]["per_seed_test_top1"]
+        assert got["1"]["arms"][a]["train_eval_curve"] == got["2"]["arms"][a]["train_eval_curve"]
+    assert got["1"]["gains_equal_epochs"] == got["2"]["gains_equal_epochs"]
+    nano = bench.work_dir(bench.parse(common + ["--model", "nano", "--work", str(tmp_path / "w1")]))
+    assert nano != bench.work_dir(bench.parse(common + ["--work", str(tmp_path / "w1")])) and not nano.exists()
