@@ -143,6 +143,12 @@ def evaluate(model, x, y, bs=1000):
     return 100.0 * correct / len(x)
 
 
+def run_files(work: Path, arm: str, seed: int, epochs: int) -> tuple[Path, Path]:
+    """(finished record, per-epoch checkpoint) of one run."""
+    tag = f"{arm}_s{seed}_e{epochs}"
+    return work / f"{tag}.json", work / f"{tag}.pt"
+
+
 def run_arm(arm: str, seed: int, epochs: int, args, data, device, work: Path, log, teacher=None) -> dict:
     """Train one arm; resumable from ``work/<arm>_s<seed>_e<epochs>.pt``; returns its record.
     Arms: baseline, netaug, and with `teacher` (a frozen model) kd and netaug_kd (+ KD loss, T=1)."""
@@ -152,7 +158,7 @@ def run_arm(arm: str, seed: int, epochs: int, args, data, device, work: Path, lo
     from netaug_mcu.trainer.strategy import BaselineStrategy
 
     tag = f"{arm}_s{seed}_e{epochs}"
-    done_f, ck_f = work / f"{tag}.json", work / f"{tag}.pt"
+    done_f, ck_f = run_files(work, arm, seed, epochs)
     if done_f.exists():
         return json.loads(done_f.read_text())
     torch.manual_seed(seed)
